@@ -1,0 +1,79 @@
+"""Lightning callbacks: the lecture's final evaluation, throughput, text samples, progress bar."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+
+class EvaluateAtEnd(L.Callback):
+    """Evaluate after the last step too, as the lecture does, even when max_steps is not a
+    multiple of the evaluation interval (Lightning validates on request to stop)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+class Throughput(L.Callback):
+    """Training tokens per second over each logging interval, evaluation time excluded."""
+
+    def __init__(self):
+        self.start = None
+        self.tokens = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.tokens += batch[0].numel() * trainer.world_size
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            elapsed = time.perf_counter() - self.start
+            pl_module.log("perf/tokens_per_s", self.tokens / elapsed, rank_zero_only=True)
+            self.start, self.tokens = None, 0
+
+    def on_validation_start(self, trainer, pl_module):
+        self.start, self.tokens = None, 0
+
+
+class TextSample(L.Callback):
+    """After each evaluation, a fixed-seed sample to TensorBoard's text tab."""
+
+    def __init__(self, max_new_tokens: int = 300, seed: int = 1337):
+        self.max_new_tokens, self.seed = max_new_tokens, seed
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        text = sample_text(pl_module, self.max_new_tokens, self.seed)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # Markdown would swallow Shakespeare's line breaks: indent it as a code block.
+                logger.experiment.add_text("sample", "    " + text.replace("\n", "\n    "), trainer.global_step)
+
+
+def sample_text(model, max_new_tokens: int, seed: int) -> str:
+    was_training = model.training
+    model.eval()
+    start = torch.zeros((1, 1), dtype=torch.long, device=model.device)  # token 0, as the lecture
+    generator = torch.Generator(model.device).manual_seed(seed)
+    tokens = model.generate(start, max_new_tokens, generator=generator)[0, 1:]
+    model.train(was_training)
+    return model.vocab.decode(tokens.tolist())
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich bar counting optimizer steps to max_steps, with ETA: the training stream is
+    endless, so Lightning's default shows no total and 'Epoch 0/-2'."""
+
+    @property
+    def total_train_batches(self):
+        return self.trainer.max_steps
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return "train"

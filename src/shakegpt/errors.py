@@ -1,0 +1,37 @@
+"""Errors a user can cause, reported as one sentence instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+
+class UserError(Exception):
+    """Bad input from the user (config, file, checkpoint, command line): the message says what."""
+
+
+def find_user_error(exc: BaseException | None) -> UserError | None:
+    """The UserError behind exc, if any; Hydra's instantiate wraps constructor errors."""
+    while exc is not None:
+        if isinstance(exc, UserError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def report_user_errors(main):
+    """Print a UserError as `error: <sentence>` and exit 2; HYDRA_FULL_ERROR=1 shows the traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Exception as exc:
+            user_error = find_user_error(exc)
+            if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {user_error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,92 @@
+"""What every version shares: the training step, the lecture's evaluation, AdamW, generation.
+
+A version subclasses LanguageModel and defines only its layers and forward(idx) -> logits.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from shakegpt.data import Vocabulary
+
+SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(
+        self,
+        vocab: str,
+        block_size: int,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ):
+        super().__init__()
+        # Plain values only: checkpoints then load with torch.load(weights_only=True).
+        self.save_hyperparameters()
+        self.vocab = Vocabulary(vocab)
+        self.block_size = block_size
+        self.lr = lr
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
+        raise NotImplementedError
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self(idx)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(*batch)
+        # Logging reads the value back from the device; do it only on steps the logger writes.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/step_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        x, _ = batch
+        split = SPLITS[dataloader_idx]
+        # Chunks hold whole batches of equal size, so the size-weighted mean over chunks is the
+        # lecture's mean over eval_iters batches.
+        self.log(f"{split}/loss", self.loss(*batch), batch_size=len(x), add_dataloader_idx=False, sync_dist=True)
+
+    def on_validation_epoch_end(self):
+        metrics = self.trainer.callback_metrics
+        for split in SPLITS:
+            if f"{split}/loss" in metrics:
+                self.log(f"{split}/perplexity", torch.exp(metrics[f"{split}/loss"]), sync_dist=True)
+
+    def configure_optimizers(self):
+        betas = tuple(self.hparams.betas)
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas)
+
+    def on_save_checkpoint(self, checkpoint):
+        # What sample.py needs to rebuild the model from the file alone (the vocabulary and the
+        # architecture are in hyper_parameters).
+        checkpoint["shakegpt"] = {"format": 1, "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+    @torch.no_grad()
+    def stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield (B, 1) next tokens one at a time, each sampled from the last block_size tokens."""
+        for _ in range(max_new_tokens):
+            logits = self(idx[:, -self.block_size :])[:, -1, :] / temperature  # (B, vocab)
+            if top_k is not None:
+                kth = torch.topk(logits, top_k).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            next_token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
+            idx = torch.cat((idx, next_token), dim=1)
+            yield next_token
+
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+        """idx (B, T) extended by max_new_tokens sampled tokens."""
+        return torch.cat([idx, *self.stream(idx, max_new_tokens, **kwargs)], dim=1)

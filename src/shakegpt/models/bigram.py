@@ -1,0 +1,14 @@
+"""Bigram: each character predicts the next from itself alone, a (vocab x vocab) logit table."""
+
+from torch import nn
+
+from shakegpt.models.base import LanguageModel
+
+
+class Bigram(LanguageModel):
+    def __init__(self, vocab: str, block_size: int, **optimizer):
+        super().__init__(vocab, block_size, **optimizer)
+        self.token_embedding = nn.Embedding(len(vocab), len(vocab))
+
+    def forward(self, idx):  # (B, T) -> (B, T, vocab)
+        return self.token_embedding(idx)

@@ -1,0 +1,81 @@
+"""v2: tokens look back at earlier tokens. Position embeddings and causal self-attention.
+
+The seed table gives v2 one head of size 16 (the lecture's code uses n_embd = 32), so the
+language-model head reads 16 features. v3 is this same model with 4 heads of size 8
+(conf/model/v3.yaml): the heads are computed together, as the lecture's MultiHeadAttention
+would concatenate them.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shakegpt.errors import UserError
+from shakegpt.models.base import LanguageModel
+
+
+class CausalSelfAttention(nn.Module):
+    """n_head heads of head_size: bias-free key/query/value projections, outputs concatenated.
+
+    One (n_embd -> 3 * n_head * head_size) projection holds exactly the lecture's per-head
+    key, query and value weights; scaled_dot_product_attention is its masked softmax.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float = 0.0):
+        super().__init__()
+        self.n_head, self.head_size, self.dropout = n_head, head_size, dropout
+        self.qkv = nn.Linear(n_embd, 3 * n_head * head_size, bias=False)
+
+    def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)  # (B, nh, T, hs)
+        return out.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)
+
+
+class V2(LanguageModel):
+    def __init__(
+        self,
+        vocab: str,
+        block_size: int,
+        n_embd: int = 32,
+        n_head: int = 1,
+        head_size: int | None = None,
+        n_layer: int = 1,
+        dropout: float = 0.0,
+        **optimizer,
+    ):
+        super().__init__(vocab, block_size, **optimizer)
+        check_sizes(n_embd=n_embd, n_head=n_head, n_layer=n_layer, block_size=block_size)
+        if head_size is None and n_embd % n_head:
+            raise UserError(f"model.n_embd={n_embd} must be divisible by model.n_head={n_head}")
+        if not 0 <= dropout < 1:
+            raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
+        self.n_embd, self.n_head, self.n_layer, self.dropout = n_embd, n_head, n_layer, dropout
+        self.head_size = head_size or n_embd // n_head
+        self.token_embedding = nn.Embedding(len(vocab), n_embd)
+        self.position_embedding = nn.Embedding(block_size, n_embd)
+        self.body = self.make_body()
+        self.ln_f = self.make_final_norm()
+        self.lm_head = nn.Linear(self.body_width(), len(vocab))
+
+    def make_body(self) -> nn.Module:
+        return CausalSelfAttention(self.n_embd, self.n_head, self.head_size)
+
+    def body_width(self) -> int:
+        return self.n_head * self.head_size
+
+    def make_final_norm(self) -> nn.Module:
+        return nn.Identity()
+
+    def forward(self, idx):  # (B, T) -> (B, T, vocab)
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        x = self.token_embedding(idx) + self.position_embedding(positions)  # (B, T, n_embd)
+        return self.lm_head(self.ln_f(self.body(x)))
+
+
+def check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if int(value) != value or value < 1:
+            raise UserError(f"model.{name} must be a positive integer, got {value}")

@@ -1,0 +1,16 @@
+"""v3_ff: after attention gathers from other tokens, each token thinks on it alone.
+
+Adds one per-token feed-forward layer (Linear + ReLU) after v3's multi-head attention.
+"""
+
+from torch import nn
+
+from shakegpt.models.v2 import V2
+
+
+class V3FF(V2):
+    def make_body(self) -> nn.Module:
+        return nn.Sequential(super().make_body(), nn.Linear(self.n_embd, self.n_embd), nn.ReLU())
+
+    def body_width(self) -> int:
+        return self.n_embd

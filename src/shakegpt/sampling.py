@@ -1,0 +1,84 @@
+"""Load a shakegpt checkpoint safely and stream text from it."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+
+from shakegpt.errors import UserError
+from shakegpt.models.base import LanguageModel
+
+RUN_ROOTS = ("outputs", "multirun")
+
+
+def newest_checkpoint(roots=RUN_ROOTS) -> Path:
+    """The most recently written best.ckpt under the run directories."""
+    found = [p for root in roots for p in Path(root).glob("**/checkpoints/best.ckpt")]
+    if not found:
+        raise UserError(f"no checkpoint found under {' or '.join(roots)}/: train a model first, or pass ckpt=<path>")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def load_model(path: str | Path) -> LanguageModel:
+    """Rebuild a model from a checkpoint alone. weights_only=True: loading can't run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0]
+        raise UserError(f"refused to load {path}: it holds objects a safe load does not allow ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is corrupted or truncated ({str(exc).splitlines()[0]})") from None
+    meta = checkpoint.get("shakegpt") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or "model_class" not in meta:
+        raise UserError(f"{path} is not a shakegpt checkpoint")
+    module_name, _, class_name = meta["model_class"].rpartition(".")
+    if not module_name.startswith("shakegpt.models."):
+        raise UserError(f"{path} names a model class outside shakegpt: {meta['model_class']}")
+    model_class = getattr(importlib.import_module(module_name), class_name)
+    model = model_class(**checkpoint["hyper_parameters"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num_samples) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise UserError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens}")
+    if not temperature > 0:
+        raise UserError(f"temperature must be positive, got {temperature}")
+    if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= len(model.vocab)):
+        raise UserError(f"top_k must be an integer from 1 to the vocabulary size {len(model.vocab)}, got {top_k}")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise UserError(f"num_samples must be a positive integer, got {num_samples}")
+
+
+def write_samples(
+    model: LanguageModel,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 1337,
+    num_samples: int = 1,
+    out=sys.stdout,
+) -> None:
+    """Stream num_samples continuations of prompt to out, character by character."""
+    check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
+    tokens = model.vocab.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
+    generator = torch.Generator().manual_seed(seed)
+    for i in range(num_samples):
+        if i:
+            out.write("\n" + "-" * 40 + "\n")
+        out.write(prompt)
+        start = torch.tensor([tokens])
+        for token in model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator):
+            out.write(model.vocab.decode(token[0].tolist()))
+            out.flush()
+    out.write("\n")

@@ -1,0 +1,30 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Enough to exercise every stage of a run in a few seconds.
+TINY = [
+    "trainer.max_steps=20",
+    "trainer.val_check_interval=10",
+    "trainer.log_every_n_steps=5",
+    "data.eval_iters=2",
+    "sample_tokens=20",
+]
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny v6 run through train.py, shared by the tests that need a checkpoint."""
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_script("train.py", "model=v6", f"hydra.run.dir={run_dir}", *TINY)
+    assert result.returncode == 0, result.stderr
+    return run_dir
