@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from shakegpt.callbacks import EvaluateAtEnd, StepProgressBar, TextSample, Throughput
 from shakegpt.errors import UserError
+from shakegpt.schedules import check_schedule
 
 # Below this many parameters a step is too small to split across threads profitably.
 SINGLE_THREAD_MAX_PARAMS = 1_000_000
@@ -31,6 +32,7 @@ def check_config(cfg: DictConfig) -> None:
         value = cfg.trainer.get(key)
         if not isinstance(value, int) or value < 1:
             raise UserError(f"trainer.{key} must be a positive integer, got {value}")
+    check_schedule(**cfg.scheduler)
     if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
         raise UserError(f"threads must be a positive integer or null, got {cfg.threads}")
 
@@ -42,9 +44,12 @@ def pick_threads(requested: int | None, n_params: int) -> int:
 
 
 def device_name(trainer: L.Trainer) -> str:
+    """What ran the steps: 'NVIDIA H100 80GB HBM3 x2' or 'cpu, 1 thread' (x processes)."""
     if trainer.strategy.root_device.type == "cuda":
         return f"{torch.cuda.get_device_name(trainer.strategy.root_device)} x{trainer.world_size}"
-    return f"cpu ({torch.get_num_threads()} threads) x{trainer.world_size}"
+    threads = torch.get_num_threads()
+    name = f"cpu, {threads} thread{'s' if threads > 1 else ''}"
+    return name if trainer.world_size == 1 else f"{name} x{trainer.world_size} processes"
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -82,7 +87,8 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule = instantiate(cfg.data)
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    model = instantiate(cfg.model, vocab=datamodule.vocab.chars, **optimizer, _convert_="all")
+    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    model = instantiate(cfg.model, vocab=datamodule.vocab.chars, **optimizer, scheduler=scheduler, _convert_="all")
     n_params = sum(p.numel() for p in model.parameters())
     torch.set_num_threads(pick_threads(cfg.threads, n_params))
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from shakegpt.data import Vocabulary
+from shakegpt.schedules import make_scheduler
 
 SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
 
@@ -24,6 +25,7 @@ class LanguageModel(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.999),
+        scheduler: dict | None = None,
     ):
         super().__init__()
         # Plain values only: checkpoints then load with torch.load(weights_only=True).
@@ -61,7 +63,9 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self):
         betas = tuple(self.hparams.betas)
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas)
+        schedule = make_scheduler(optimizer, self.trainer.max_steps, **(self.hparams.scheduler or {}))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):
         # What sample.py needs to rebuild the model from the file alone (the vocabulary and the
