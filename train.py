@@ -3,15 +3,16 @@
 import hydra
 
 from shakegpt.errors import report_user_errors
-from shakegpt.run import train
+from shakegpt.run import train_job
+from shakegpt.sweeps import register_optuna_search_space
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 @report_user_errors
 def main(cfg) -> float:
-    # The return value is what sweepers (e.g. Optuna) minimise.
-    return train(cfg)["best_val_loss"]
+    return train_job(cfg)
 
 
 if __name__ == "__main__":
+    register_optuna_search_space()
     main()

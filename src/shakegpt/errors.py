@@ -20,6 +20,15 @@ def find_user_error(exc: BaseException | None) -> UserError | None:
     return None
 
 
+def one_line(exc: BaseException) -> str:
+    """The sentence a user sees for exc: a UserError's own, else its type and first line."""
+    user_error = find_user_error(exc)
+    if user_error is not None:
+        return str(user_error)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def report_user_errors(main):
     """Print a UserError as `error: <sentence>` and exit 2; HYDRA_FULL_ERROR=1 shows the traceback."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -12,13 +11,18 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from shakegpt.callbacks import EvaluateAtEnd, StepProgressBar, TextSample, Throughput
-from shakegpt.errors import UserError
+from shakegpt.errors import UserError, one_line
+from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
 from shakegpt.schedules import check_schedule
+from shakegpt.status import write_json, write_status
+
+log = logging.getLogger(__name__)
 
 # Below this many parameters a step is too small to split across threads profitably.
 SINGLE_THREAD_MAX_PARAMS = 1_000_000
@@ -26,8 +30,10 @@ SINGLE_THREAD_MAX_PARAMS = 1_000_000
 
 def check_config(cfg: DictConfig) -> None:
     """The numbers a user can get wrong, checked before anything is built or written."""
-    if not cfg.optimizer.lr > 0:
-        raise UserError(f"optimizer.lr must be positive, got {cfg.optimizer.lr}")
+    lr = cfg.optimizer.lr
+    if lr != "auto" and not (isinstance(lr, (int, float)) and lr > 0):
+        raise UserError(f"optimizer.lr must be a positive number or 'auto', got {lr}")
+    check_range(**cfg.lr_range_test)
     for key in ("max_steps", "val_check_interval", "log_every_n_steps"):
         value = cfg.trainer.get(key)
         if not isinstance(value, int) or value < 1:
@@ -37,10 +43,23 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(f"threads must be a positive integer or null, got {cfg.threads}")
 
 
-def pick_threads(requested: int | None, n_params: int) -> int:
+def pick_threads(requested: int | None, n_params: int, parallel_jobs: int = 1) -> int:
+    """Threads per process: as asked, else 1 for tiny models, else the cores this job may use
+    when parallel_jobs share the machine (the joblib launcher)."""
     if requested is not None:
         return requested
-    return 1 if n_params < SINGLE_THREAD_MAX_PARAMS else os.cpu_count() or 1
+    if n_params < SINGLE_THREAD_MAX_PARAMS:
+        return 1
+    return max(1, (os.cpu_count() or 1) // parallel_jobs)
+
+
+def parallel_jobs() -> int:
+    """How many jobs the launcher runs at once on this machine."""
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = launcher.get("n_jobs", -1)
+    return n_jobs if n_jobs and n_jobs > 0 else os.cpu_count() or 1
 
 
 def device_name(trainer: L.Trainer) -> str:
@@ -64,13 +83,6 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def quiet_lightning() -> None:
     """Drop Lightning's advertising tip and a deprecation warning it raises on itself."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
@@ -88,9 +100,24 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
-    model = instantiate(cfg.model, vocab=datamodule.vocab.chars, **optimizer, scheduler=scheduler, _convert_="all")
+
+    def build_model(lr):
+        return instantiate(
+            cfg.model, vocab=datamodule.vocab.chars, **optimizer | {"lr": lr}, scheduler=scheduler, _convert_="all"
+        )
+
+    logger = instantiate(cfg.logger)
+    if cfg.lr_find or optimizer["lr"] == "auto":
+        suggestion = find_lr(cfg, build_model(lr=1.0), datamodule, out, logger)
+        if optimizer["lr"] != "auto":
+            return {"lr_suggestion": suggestion}
+        optimizer["lr"] = suggestion
+        L.seed_everything(cfg.seed, workers=True, verbose=False)  # the same initial weights as without the test
+
+    model = build_model(optimizer["lr"])
     n_params = sum(p.numel() for p in model.parameters())
-    torch.set_num_threads(pick_threads(cfg.threads, n_params))
+    torch.set_num_threads(pick_threads(cfg.threads, n_params, parallel_jobs()))
+    write_status(out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params)
 
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
@@ -103,7 +130,6 @@ def train(cfg: DictConfig) -> dict:
         LearningRateMonitor(logging_interval="step"),
         StepProgressBar(),
     ]
-    logger = instantiate(cfg.logger)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
 
     start = time.perf_counter()
@@ -115,6 +141,7 @@ def train(cfg: DictConfig) -> dict:
     metrics = {
         "model": HydraConfig.get().runtime.choices.get("model"),
         "parameters": n_params,
+        "lr": optimizer["lr"],
         "steps": trainer.global_step,
         "tokens": tokens,
         "fit_seconds": round(fit_seconds, 2),
@@ -127,13 +154,42 @@ def train(cfg: DictConfig) -> dict:
     }
     if trainer.is_global_zero:
         logger.log_hyperparams(
-            flatten(OmegaConf.to_container(cfg, resolve=True)),
+            flatten(OmegaConf.to_container(cfg, resolve=True)) | {"optimizer.lr": optimizer["lr"]},
             {"hp/final_val_loss": metrics["final_val_loss"], "hp/best_val_loss": metrics["best_val_loss"]},
         )
         write_json(out / "metrics.json", metrics)
+        write_status(out, "finished", steps=trainer.global_step)
         print(
             f"final: train {metrics['final_train_loss']:.4f}, val {metrics['final_val_loss']:.4f} "
             f"(best {metrics['best_val_loss']:.4f}) after {metrics['steps']} steps in {fit_seconds:.1f}s; "
             f"checkpoints in {checkpoint.dirpath}"
         )
     return metrics
+
+
+def find_lr(cfg: DictConfig, model, datamodule, out: Path, logger) -> float:
+    """Run the range test on a fresh model; plot to lr_find.png and TensorBoard; the suggestion."""
+    torch.set_num_threads(pick_threads(cfg.threads, sum(p.numel() for p in model.parameters()), parallel_jobs()))
+    result = lr_range_test(model, iter(datamodule.train_dataloader()), **cfg.lr_range_test)
+    figure = plot_range_test(result, out / "lr_find.png")
+    for step, (log10_lr, loss) in enumerate(zip(result.log10_lrs, result.losses)):
+        logger.experiment.add_scalar("lr_find/loss", loss, step)
+        logger.experiment.add_scalar("lr_find/log10_lr", log10_lr, step)
+    logger.experiment.add_figure("lr_find", figure)
+    logger.experiment.flush()
+    print(f"learning-rate range test: suggested lr {result.suggestion:.3g}: {result.explanation}; plot {out / 'lr_find.png'}")
+    return result.suggestion
+
+
+def train_job(cfg: DictConfig) -> float:
+    """train.py's task: the best validation loss, which sweepers minimise. In a sweep a failing
+    job is recorded as failed with its reason and returns NaN, so the other jobs go on."""
+    try:
+        return train(cfg).get("best_val_loss", float("nan"))
+    except Exception as exc:
+        hydra_cfg = HydraConfig.get()
+        write_status(Path(hydra_cfg.runtime.output_dir), "failed", reason=one_line(exc))
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise
+        log.error("job %s failed: %s", hydra_cfg.job.num, one_line(exc))
+        return float("nan")

@@ -61,9 +61,13 @@ class LanguageModel(L.LightningModule):
             if f"{split}/loss" in metrics:
                 self.log(f"{split}/perplexity", torch.exp(metrics[f"{split}/loss"]), sync_dist=True)
 
-    def configure_optimizers(self):
+    def make_optimizer(self) -> torch.optim.AdamW:
+        """The training optimizer without its schedule: the range test sets the rate itself."""
         betas = tuple(self.hparams.betas)
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas)
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas)
+
+    def configure_optimizers(self):
+        optimizer = self.make_optimizer()
         schedule = make_scheduler(optimizer, self.trainer.max_steps, **(self.hparams.scheduler or {}))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

@@ -1,0 +1,35 @@
+"""Reports from a run's own logs.
+
+    python report.py outputs/<run>              # one run: status, figures, last sample
+    python report.py multirun/<date>/<time>     # a sweep: summary.md, summary.csv, curves.png
+    python report.py --compare <run A> <run B>  # before / after, side by side
+"""
+
+import argparse
+from pathlib import Path
+
+from shakegpt.errors import report_user_errors
+from shakegpt.report import compare_report, is_sweep, load_run, run_report, write_sweep_summary
+
+
+@report_user_errors
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, help="a run or sweep directory (two with --compare)")
+    parser.add_argument("--compare", action="store_true", help="compare two runs side by side")
+    args = parser.parse_args()
+    if args.compare:
+        if len(args.paths) != 2:
+            parser.error("--compare takes two run directories")
+        print(compare_report(load_run(args.paths[0]), load_run(args.paths[1])))
+        return
+    for path in args.paths:
+        if path.is_dir() and is_sweep(path):
+            write_sweep_summary(path)
+            print((path / "summary.md").read_text())
+        else:
+            print(run_report(load_run(path)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""status.json in each run directory: running, finished or failed, for reports and sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: Path) -> dict:
+    try:
+        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_status(run_dir: Path, state: str, **fields) -> None:
+    """Merge fields into the run's status; state is 'running', 'finished' or 'failed'."""
+    status = read_status(run_dir) | fields | {"state": state, "updated": time.time()}
+    if state == "running":
+        status.setdefault("started", time.time())
+        status["pid"] = os.getpid()
+    write_json(Path(run_dir) / STATUS_FILE, status)

@@ -1,0 +1,54 @@
+"""Hydra multirun glue: a summary when a sweep ends, and Optuna's default search space."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from shakegpt.data import PROJECT_ROOT
+from shakegpt.report import write_sweep_summary
+
+log = logging.getLogger(__name__)
+SEARCH_SPACE = PROJECT_ROOT / "conf" / "optuna_search_space.yaml"
+
+
+class SweepSummary(Callback):
+    """Writes summary.md/.csv and curves.png into the sweep directory; the multirun exits
+    non-zero only when every job failed."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        rows = write_sweep_summary(sweep)
+        failed = [r for r in rows if r["status"].startswith("failed")]
+        log.info("sweep summary: %s (%d of %d jobs failed)", sweep / "summary.md", len(failed), len(rows))
+        if rows and len(failed) == len(rows):
+            print(f"error: every job of the sweep failed; see {sweep / 'summary.md'}", file=sys.stderr)
+            sys.exit(1)
+
+
+def register_optuna_search_space() -> None:
+    """Make `hydra/sweeper=optuna` search shakegpt's space (conf/optuna_search_space.yaml) with
+    no other flag. The plugin stores its config when Hydra scans plugins, and a YAML file of the
+    same name cannot extend it, so scan first, then store the config again with our defaults."""
+    Plugins.instance()
+    try:
+        from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+    except ImportError:
+        return
+    settings = OmegaConf.to_container(OmegaConf.load(SEARCH_SPACE))
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(**settings), provider="shakegpt"
+    )
+
+
+def suggest_dropout(config, trial) -> None:
+    """Optuna's search over model.dropout, only for versions that have dropout (v7): v2..v6 have
+    none, and overriding a key a model lacks is an error."""
+    if "dropout" in config.model:
+        trial.suggest_float("model.dropout", 0.0, 0.3)
