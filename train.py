@@ -1,8 +1,11 @@
 """Train one of the lecture's models: python train.py model=v6 [overrides]; -m for sweeps."""
 
+import sys
+
 import hydra
 
 from shakegpt.errors import report_user_errors
+from shakegpt.cli import prepare_train_argv
 from shakegpt.run import train_job
 from shakegpt.sweeps import register_optuna_search_space
 
@@ -14,5 +17,6 @@ def main(cfg) -> float:
 
 
 if __name__ == "__main__":
+    sys.argv = prepare_train_argv(sys.argv)
     register_optuna_search_space()
     main()

@@ -28,3 +28,24 @@ def trained_run(tmp_path_factory) -> Path:
     result = run_script("train.py", "model=v6", f"hydra.run.dir={run_dir}", *TINY)
     assert result.returncode == 0, result.stderr
     return run_dir
+
+
+def run_cli(script: str, *args: str, capsys=None) -> tuple[int, str]:
+    """Run an entry point in this process (fast: no second torch import); (exit code, stderr).
+    For the error paths, which stop before any training."""
+    import contextlib
+    import io
+    import runpy
+
+    saved = sys.argv
+    sys.argv = [str(ROOT / script), *args]
+    stderr = io.StringIO()
+    code = 0
+    try:
+        with contextlib.redirect_stderr(stderr):
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
+    return code, stderr.getvalue()

@@ -158,7 +158,9 @@ class CharDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         batches = TrainBatches(self.train_data, self.batch_size, self.block_size, self.seed, self._position)
-        return DataLoader(batches, batch_size=None)
+        # Its own generator: a loader's iterator otherwise draws its seed from the global RNG,
+        # which dropout uses, and a resumed run creates its iterators at other times.
+        return DataLoader(batches, batch_size=None, generator=torch.Generator())
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: the lecture estimates the loss on both splits at every evaluation."""
@@ -166,6 +168,7 @@ class CharDataModule(L.LightningDataModule):
             DataLoader(
                 EvalBatches(data, self.batch_size, self.block_size, self.eval_iters, self.seed, split_id, self._position),
                 batch_size=None,
+                generator=torch.Generator(),
             )
             for split_id, data in enumerate((self.train_data, self.val_data))
         ]

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -16,9 +17,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.callbacks import EvaluateAtEnd, StepProgressBar, TextSample, Throughput
 from shakegpt.errors import UserError, one_line
 from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
+from shakegpt.resume import last_checkpoint
 from shakegpt.schedules import check_schedule
 from shakegpt.status import write_json, write_status
 
@@ -39,6 +42,14 @@ def check_config(cfg: DictConfig) -> None:
         if not isinstance(value, int) or value < 1:
             raise UserError(f"trainer.{key} must be a positive integer, got {value}")
     check_schedule(**cfg.scheduler)
+    if cfg.resume not in (None, "auto"):
+        raise UserError(f"resume must be auto or null, got {cfg.resume}")
+    every = cfg.checkpoint
+    if (every.every_n_steps is None) == (every.every_minutes is None):
+        raise UserError("set exactly one of checkpoint.every_n_steps and checkpoint.every_minutes")
+    for key in ("every_n_steps", "every_minutes"):
+        if every[key] is not None and not every[key] > 0:
+            raise UserError(f"checkpoint.{key} must be positive, got {every[key]}")
     if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
         raise UserError(f"threads must be a positive integer or null, got {cfg.threads}")
 
@@ -89,6 +100,7 @@ def quiet_lightning() -> None:
         lambda record: "litlogger" not in record.getMessage()
     )
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming
 
 
 def train(cfg: DictConfig) -> dict:
@@ -120,24 +132,28 @@ def train(cfg: DictConfig) -> dict:
     write_status(out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params)
 
     checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
+        dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True,
+        enable_version_counter=False,
     )
     callbacks = [
         checkpoint,
+        periodic_checkpoint(cfg.checkpoint, out / "checkpoints"),
         EvaluateAtEnd(),
         Throughput(),
         TextSample(cfg.sample_tokens, cfg.seed),
         LearningRateMonitor(logging_interval="step"),
         StepProgressBar(),
     ]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
 
+    ckpt_path, first_step = resume_from(cfg, out)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
 
     final = trainer.callback_metrics
-    tokens = trainer.global_step * datamodule.batch_size * datamodule.block_size * trainer.world_size
+    tokens_per_step = datamodule.batch_size * datamodule.block_size * trainer.world_size
+    tokens = trainer.global_step * tokens_per_step
     metrics = {
         "model": HydraConfig.get().runtime.choices.get("model"),
         "parameters": n_params,
@@ -145,7 +161,7 @@ def train(cfg: DictConfig) -> dict:
         "steps": trainer.global_step,
         "tokens": tokens,
         "fit_seconds": round(fit_seconds, 2),
-        "tokens_per_s": round(tokens / fit_seconds, 1),
+        "tokens_per_s": round((trainer.global_step - first_step) * tokens_per_step / fit_seconds, 1),
         "final_train_loss": float(final["train/loss"]),
         "final_val_loss": float(final["val/loss"]),
         "best_val_loss": float(checkpoint.best_model_score),
@@ -165,6 +181,34 @@ def train(cfg: DictConfig) -> dict:
             f"checkpoints in {checkpoint.dirpath}"
         )
     return metrics
+
+
+def periodic_checkpoint(settings: DictConfig, dirpath: Path) -> ModelCheckpoint:
+    """last.ckpt every N steps or minutes, so an interrupted run loses little. It shares the
+    file with the evaluation-time checkpoint: no version counter, the newer simply replaces it."""
+    every = {"every_n_train_steps": settings.every_n_steps}
+    if settings.every_n_steps is None:
+        every = {"train_time_interval": timedelta(minutes=settings.every_minutes)}
+    return ModelCheckpoint(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False, **every)
+
+
+def resume_from(cfg: DictConfig, out: Path) -> tuple[str | None, int]:
+    """(checkpoint, its step) this run continues from: ckpt_path, or with resume=auto this
+    directory's last.ckpt (train.py pointed the run at the newest unfinished run of the same
+    command); (None, 0) for a fresh start."""
+    if cfg.ckpt_path is not None:
+        path = Path(cfg.ckpt_path)
+    elif cfg.resume == "auto" and last_checkpoint(out).is_file():
+        path = last_checkpoint(out)
+    else:
+        if cfg.resume == "auto":
+            log.info("resume=auto: no unfinished run of this command with a checkpoint; starting fresh")
+        return None, 0
+    step = read_checkpoint(path)["global_step"]  # refuses unsafe, corrupted and foreign files
+    if step >= cfg.trainer.max_steps:
+        raise UserError(f"{path} is at step {step}, trainer.max_steps={cfg.trainer.max_steps}: raise max_steps to train on")
+    log.info("resuming from %s at step %d", path, step)
+    return str(path), step
 
 
 def find_lr(cfg: DictConfig, model, datamodule, out: Path, logger) -> float:

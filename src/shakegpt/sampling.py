@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import pickle
 import sys
-import zipfile
 from pathlib import Path
 
 import torch
 
+from shakegpt.checkpoints import read_checkpoint
 from shakegpt.errors import UserError
 from shakegpt.models.base import LanguageModel
 
@@ -25,23 +24,12 @@ def newest_checkpoint(roots=RUN_ROOTS) -> Path:
 
 
 def load_model(path: str | Path) -> LanguageModel:
-    """Rebuild a model from a checkpoint alone. weights_only=True: loading can't run code."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0]
-        raise UserError(f"refused to load {path}: it holds objects a safe load does not allow ({reason})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise UserError(f"checkpoint {path} is corrupted or truncated ({str(exc).splitlines()[0]})") from None
-    meta = checkpoint.get("shakegpt") if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict) or "model_class" not in meta:
-        raise UserError(f"{path} is not a shakegpt checkpoint")
-    module_name, _, class_name = meta["model_class"].rpartition(".")
+    """Rebuild a model from a checkpoint alone (its vocabulary and config are inside)."""
+    checkpoint = read_checkpoint(path)
+    model_class_path = checkpoint["shakegpt"]["model_class"]
+    module_name, _, class_name = model_class_path.rpartition(".")
     if not module_name.startswith("shakegpt.models."):
-        raise UserError(f"{path} names a model class outside shakegpt: {meta['model_class']}")
+        raise UserError(f"{path} names a model class outside shakegpt: {model_class_path}")
     model_class = getattr(importlib.import_module(module_name), class_name)
     model = model_class(**checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])

@@ -12,9 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from shakegpt.data import Vocabulary
+from shakegpt.errors import UserError
 from shakegpt.schedules import make_scheduler
 
-SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
+SPLITS = ("train", "val")
+
+
+class DivergenceError(UserError):
+    """A non-finite loss: training stops before the bad step updates the weights."""  # the order of the datamodule's evaluation loaders
 
 
 class LanguageModel(L.LightningModule):
@@ -43,6 +48,8 @@ class LanguageModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(*batch)
+        if not torch.isfinite(loss):
+            raise self.divergence(f"the training loss became {loss.item()}", self.global_step + 1)
         # Logging reads the value back from the device; do it only on steps the logger writes.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/step_loss", loss, prog_bar=True)
@@ -71,10 +78,31 @@ class LanguageModel(L.LightningModule):
         schedule = make_scheduler(optimizer, self.trainer.max_steps, **(self.hparams.scheduler or {}))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def divergence(self, what: str, step: int) -> DivergenceError:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        return DivergenceError(
+            f"{what} at step {step} with learning rate {lr:.3g}; lower optimizer.lr "
+            "(lr_find=true runs the range test); checkpoints from before it are kept"
+        )
+
     def on_save_checkpoint(self, checkpoint):
+        # A step can turn the weights non-finite before the loss shows it: never save those.
+        if not all(torch.isfinite(p).all() for p in self.parameters()):
+            raise self.divergence("the weights became non-finite", self.global_step)
         # What sample.py needs to rebuild the model from the file alone (the vocabulary and the
-        # architecture are in hyper_parameters).
+        # architecture are in hyper_parameters), and the global RNG that dropout draws from,
+        # which Lightning does not save: a resumed run then continues exactly.
         checkpoint["shakegpt"] = {"format": 1, "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint):
+        rng = checkpoint.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     @torch.no_grad()
     def stream(

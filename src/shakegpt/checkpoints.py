@@ -1,0 +1,56 @@
+"""Checkpoint files: written atomically, read without unpickling code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from shakegpt.errors import UserError
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A shakegpt checkpoint as a dict. weights_only=True: tensors and plain containers only,
+    so a crafted file cannot run code while loading."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"unsupported global:?\s+(?:GLOBAL\s+)?(\S+)", str(exc), re.IGNORECASE)
+        if found:
+            raise UserError(
+                f"refused to load {path}: it would import {found.group(1)}, and a checkpoint holds only tensors and plain values"
+            ) from None
+        raise UserError(f"{path} is corrupted or not a checkpoint file") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UserError(f"checkpoint {path} is corrupted or truncated ({str(exc).strip().splitlines()[0]})") from None
+    meta = checkpoint.get("shakegpt") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or "model_class" not in meta:
+        raise UserError(f"{path} is not a shakegpt checkpoint")
+    return checkpoint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, made safe: each file is written beside its target, synced,
+    then renamed over it, so a kill mid-write leaves the previous checkpoint whole; reading
+    goes through read_checkpoint."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return read_checkpoint(path)

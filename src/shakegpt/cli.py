@@ -1,0 +1,37 @@
+"""What train.py checks and adjusts on its command line before Hydra takes over."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shakegpt.errors import UserError, report_user_errors
+from shakegpt.resume import with_resume_dir
+
+
+def output_root(args: list[str]) -> Path:
+    """The directory Hydra will create for this command (or the root it creates one under)."""
+    multirun = "-m" in args or "--multirun" in args
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    named = [a[len(key) :] for a in args if a.startswith(key)]
+    if named and "${" not in named[-1]:
+        return Path(named[-1])
+    return Path("multirun" if multirun else "outputs")
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before any work when the output directory cannot be created and written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write the output directory {directory}: {exc.strerror}") from None
+
+
+@report_user_errors
+def prepare_train_argv(argv: list[str]) -> list[str]:
+    """train.py's argv after the output directory check and resume=auto's redirect."""
+    check_writable(output_root(argv[1:]))
+    return with_resume_dir(argv)

@@ -1,0 +1,254 @@
+"""Bad input gets one clear line and a non-zero exit; runs resume exactly; checkpoints are safe."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
+from shakegpt.errors import UserError
+from tests.conftest import ROOT, TINY, run_cli, run_script
+
+
+def assert_nothing_written(run_dir):
+    assert not (run_dir / "checkpoints").exists()
+    assert not (run_dir / "metrics.json").exists()
+
+
+@pytest.fixture
+def corpora(tmp_path):
+    files = {
+        "empty": b"",
+        "binary": b"\x00\x01\x02\x03binary",
+        "latin1": "café au lait, ".encode("latin-1") * 20,
+        "single": b"a" * 500,
+        "small": b"to be or not to be, " * 10,
+    }
+    for name, content in files.items():
+        (tmp_path / f"{name}.txt").write_bytes(content)
+    return tmp_path
+
+
+TRAIN_CASES = [
+    (["model=v9"], 1, "Could not find 'model/v9'"),
+    (["model=v6", "model.n_head=5"], 2, "error: model.n_embd=32 must be divisible by model.n_head=5"),
+    (["model=v6", "model.n_embd=0"], 2, "error: model.n_embd must be a positive integer, got 0"),
+    (["model=v6", "model.n_layer=-1"], 2, "error: model.n_layer must be a positive integer, got -1"),
+    (["data.batch_size=0"], 2, "error: data.batch_size must be a positive integer, got 0"),
+    (["trainer.max_steps=0"], 2, "error: trainer.max_steps must be a positive integer, got 0"),
+    (["optimizer.lr=0"], 2, "error: optimizer.lr must be a positive number or 'auto', got 0"),
+    (["model=v7", "model.dropout=1.5"], 2, "error: model.dropout must be in [0, 1), got 1.5"),
+    (["data.path={corpora}/missing.txt"], 2, "error: cannot read corpus {corpora}/missing.txt: No such file or directory"),
+    (["data.path={corpora}/empty.txt"], 2, "error: corpus {corpora}/empty.txt is empty"),
+    (["data.path={corpora}/binary.txt"], 2, "looks binary (contains NUL bytes), expected UTF-8 text"),
+    (["data.path={corpora}/latin1.txt"], 2, "is not UTF-8 text (bad byte at offset 3)"),
+    (["data.path={corpora}/single.txt"], 2, "the corpus has only 1 distinct character"),
+    (["data.path={corpora}/small.txt", "data.block_size=64"], 2, "error: data.block_size=64 needs splits longer than that"),
+]
+
+
+@pytest.mark.parametrize("overrides, code, message", TRAIN_CASES, ids=[" ".join(c[0]) for c in TRAIN_CASES])
+def test_bad_training_input(tmp_path, corpora, overrides, code, message):
+    run_dir = tmp_path / "run"
+    args = [o.format(corpora=corpora) for o in overrides]
+    exit_code, stderr = run_cli("train.py", *TINY, *args, f"hydra.run.dir={run_dir}")
+    assert exit_code == code
+    assert message.format(corpora=corpora) in stderr
+    if code == 2:
+        assert stderr.strip().startswith("error: ") and len(stderr.strip().splitlines()) == 1
+    assert_nothing_written(run_dir)
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    exit_code, stderr = run_cli("train.py", f"hydra.run.dir={blocker}/run", *TINY)
+    assert exit_code == 2
+    assert stderr.strip() == f"error: cannot write the output directory {blocker}/run: Not a directory"
+
+
+def crafted_checkpoint(path, marker):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"shakegpt": {"model_class": "x"}, "payload": Payload()}, path)
+
+
+@pytest.fixture
+def bad_checkpoints(tmp_path, trained_run):
+    good = (trained_run / "checkpoints" / "best.ckpt").read_bytes()
+    (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint at all")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    crafted_checkpoint(tmp_path / "crafted.ckpt", tmp_path / "PWNED")
+    return tmp_path
+
+
+CHECKPOINT_CASES = [
+    ("truncated.ckpt", "is corrupted or truncated"),
+    ("garbage.ckpt", "is corrupted or not a checkpoint file"),
+    ("foreign.ckpt", "is not a shakegpt checkpoint"),
+    ("crafted.ckpt", "refused to load"),
+    ("missing.ckpt", "does not exist"),
+]
+
+
+@pytest.mark.parametrize("name, message", CHECKPOINT_CASES)
+def test_bad_checkpoint_for_sampling_and_resuming(bad_checkpoints, name, message):
+    path = bad_checkpoints / name
+    exit_code, stderr = run_cli("sample.py", f"ckpt={path}")
+    assert exit_code == 2 and stderr.startswith("error: ") and message in stderr
+    run_dir = bad_checkpoints / f"resume-{name}"
+    exit_code, stderr = run_cli("train.py", f"ckpt_path={path}", f"hydra.run.dir={run_dir}", *TINY)
+    assert exit_code == 2 and message in stderr
+    assert_nothing_written(run_dir)
+    assert not (bad_checkpoints / "PWNED").exists()  # the crafted payload never ran
+
+
+def test_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
+    crafted_checkpoint(tmp_path / "crafted.ckpt", tmp_path / "PWNED")
+    with pytest.raises(UserError, match=r"it would import (posix|os)\.system"):
+        read_checkpoint(tmp_path / "crafted.ckpt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+SAMPLE_CASES = [
+    (["prompt='日'"], "error: characters not in the model's vocabulary: '日'"),
+    (["temperature=0"], "error: temperature must be positive, got 0"),
+    (["temperature=-1.5"], "error: temperature must be positive, got -1.5"),
+    (["top_k=0"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 0"),
+    (["top_k=66"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 66"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", SAMPLE_CASES)
+def test_bad_sampling_input(trained_run, overrides, message):
+    exit_code, stderr = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", *overrides)
+    assert exit_code == 2
+    assert stderr.strip() == message
+
+
+def test_full_traceback_on_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    result = run_script("train.py", "model=v6", "model.n_head=5", f"hydra.run.dir={tmp_path}", *TINY)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "UserError" in result.stderr
+
+
+def test_divergence_guard_on_the_loss(tmp_path):
+    result = run_script("train.py", "model=v6", "optimizer.lr=1e6", f"hydra.run.dir={tmp_path}", *TINY)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the training loss became nan at step 2 with learning rate 1e+06; lower optimizer.lr "
+        "(lr_find=true runs the range test); checkpoints from before it are kept"
+    )
+
+
+def test_divergence_guard_keeps_the_last_good_checkpoint(tmp_path):
+    result = run_script(
+        "train.py", "model=v2", "optimizer.lr=1e3", "trainer.max_steps=50", "checkpoint.every_n_steps=1",
+        "checkpoint.every_minutes=null", f"hydra.run.dir={tmp_path}", *TINY[1:],
+    )
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    # Step 7's update overflows the weights (caught as the checkpoint is saved, before writing);
+    # the loss would show NaN only at step 8.
+    assert last_line.startswith("error: the weights became non-finite at step 7 with learning rate 1e+03")
+    assert "lr_find=true" in last_line
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 6
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
+
+
+# A tiny v7 (with dropout, so the restored RNG matters), checkpointed every 20 steps.
+RESUMABLE = [
+    "model=v7", "model.n_embd=32", "model.n_head=4", "model.n_layer=2", "data.block_size=16", "data.batch_size=16",
+    "trainer.max_steps=400", "trainer.val_check_interval=50", "checkpoint.every_n_steps=20",
+    "checkpoint.every_minutes=null", "data.eval_iters=4", "trainer.log_every_n_steps=10", "sample_tokens=10",
+]
+
+
+def val_curve(run_dir):
+    from shakegpt.report import load_run
+
+    return {step: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_run(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_script("train.py", *RESUMABLE, f"hydra.run.dir={whole}").returncode == 0
+
+    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={killed}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and read_checkpoint(last)["global_step"] >= 100):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted_at = read_checkpoint(last)["global_step"]
+    assert 100 <= interrupted_at < 400
+
+    result = run_script("train.py", *RESUMABLE, f"hydra.run.dir={killed}", "resume=auto")
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from {last} at step {interrupted_at}" in result.stdout
+    expected, got = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
+    for key in ("final_train_loss", "final_val_loss", "best_val_loss", "steps"):
+        assert got[key] == expected[key], key
+    curve = val_curve(killed)  # TensorBoard continues the same run's curve
+    assert curve == val_curve(whole)
+
+
+def test_resume_auto_finds_the_newest_unfinished_run_of_the_same_command(tmp_path):
+    from shakegpt.resume import find_unfinished_run
+
+    def make_run(name, overrides, state, with_checkpoint=True):
+        run = tmp_path / "outputs" / "2026-01-01" / name
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        (run / "status.json").write_text(json.dumps({"state": state}))
+        if with_checkpoint:
+            (run / "checkpoints").mkdir()
+            (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        return run
+
+    make_run("a", ["model=v6"], "running")
+    time.sleep(0.01)
+    newest = make_run("b", ["model=v6", "resume=auto"], "failed")
+    make_run("c", ["model=v6"], "finished")
+    make_run("d", ["model=v5"], "running")
+    make_run("e", ["model=v6"], "running", with_checkpoint=False)
+    assert find_unfinished_run(["model=v6", "resume=auto"], tmp_path / "outputs") == newest
+    assert find_unfinished_run(["model=v4"], tmp_path / "outputs") is None
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, trained_run, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", target)
+    before = read_checkpoint(target)
+
+    def dies_halfway(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # the process is gone mid-write
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"anything": 1}, target)
+    after = read_checkpoint(target)
+    assert after["global_step"] == before["global_step"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".last.ckpt.partial", "last.ckpt"]
+
+
+def test_same_config_and_seed_give_identical_losses(trained_run, tmp_path):
+    assert run_script("train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY).returncode == 0
+    first, second = (json.loads((d / "metrics.json").read_text()) for d in (trained_run, tmp_path))
+    for key in ("final_train_loss", "final_val_loss", "best_val_loss"):
+        assert first[key] == second[key]
+    assert val_curve(trained_run) == val_curve(tmp_path)
