@@ -7,7 +7,7 @@ import hydra
 from shakegpt.errors import report_user_errors
 from shakegpt.cli import prepare_train_argv
 from shakegpt.run import train_job
-from shakegpt.sweeps import register_optuna_search_space
+from shakegpt.sweeps import register_plugin_defaults
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -18,5 +18,5 @@ def main(cfg) -> float:
 
 if __name__ == "__main__":
     sys.argv = prepare_train_argv(sys.argv)
-    register_optuna_search_space()
+    register_plugin_defaults()
     main()

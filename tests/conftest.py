@@ -30,22 +30,22 @@ def trained_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def run_cli(script: str, *args: str, capsys=None) -> tuple[int, str]:
-    """Run an entry point in this process (fast: no second torch import); (exit code, stderr).
-    For the error paths, which stop before any training."""
+def run_cli(script: str, *args: str) -> tuple[int, str, str]:
+    """Run an entry point in this process (fast: no second torch import); (exit code, stderr,
+    stdout). For what stops before training: error paths, sampling, reports."""
     import contextlib
     import io
     import runpy
 
     saved = sys.argv
     sys.argv = [str(ROOT / script), *args]
-    stderr = io.StringIO()
+    stderr, stdout = io.StringIO(), io.StringIO()
     code = 0
     try:
-        with contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             runpy.run_path(str(ROOT / script), run_name="__main__")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.argv = saved
-    return code, stderr.getvalue()
+    return code, stderr.getvalue(), stdout.getvalue()

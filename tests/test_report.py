@@ -6,14 +6,18 @@ import sys
 import time
 
 from shakegpt.report import load_run
-from tests.conftest import ROOT, TINY, run_script
+from tests.conftest import ROOT, TINY, run_cli
+
+
+def report(*args: str) -> str:
+    code, stderr, stdout = run_cli("report.py", *map(str, args))
+    assert code == 0, stderr
+    return stdout
 
 
 def test_report_on_a_finished_run(trained_run):
-    result = run_script("report.py", str(trained_run))
-    assert result.returncode == 0, result.stderr
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    out = result.stdout
+    out = report(trained_run)
     assert "status: finished" in out
     assert "step: 20 / 20 (100%)" in out
     assert f"val loss (last / best): {metrics['final_val_loss']:.4f} / {metrics['best_val_loss']:.4f}" in out
@@ -22,9 +26,13 @@ def test_report_on_a_finished_run(trained_run):
     assert "ETA" not in out
 
 
+def failed_run(run_dir):
+    assert run_cli("train.py", "model=v6", "model.n_head=5", f"hydra.run.dir={run_dir}", *TINY)[0] == 2
+    return run_dir
+
+
 def test_report_on_a_failed_run(tmp_path):
-    run_script("train.py", "model=v6", "model.n_head=5", f"hydra.run.dir={tmp_path}", *TINY)
-    out = run_script("report.py", str(tmp_path)).stdout
+    out = report(failed_run(tmp_path))
     assert "status: failed: model.n_embd=32 must be divisible by model.n_head=5" in out
     assert "val loss (last / best): not measured / not measured" in out
     assert "tokens/s (last interval): not measured" in out
@@ -41,7 +49,7 @@ def test_report_on_a_run_still_training(tmp_path):
             time.sleep(2)
             if (tmp_path / "tensorboard").exists() and load_run(tmp_path).scalars.get("val/loss"):
                 break
-        out = run_script("report.py", str(tmp_path)).stdout
+        out = report(tmp_path)
         assert "status: running" in out
         assert "step: " in out and "/ 1,000,000 (" in out
         eta = next(line for line in out.splitlines() if line.startswith("ETA: "))
@@ -49,12 +57,11 @@ def test_report_on_a_run_still_training(tmp_path):
     finally:
         process.kill()
         process.wait()
-    assert "status: stopped (its process is gone)" in run_script("report.py", str(tmp_path)).stdout
+    assert "status: stopped (its process is gone)" in report(tmp_path)
 
 
 def test_compare_two_runs(trained_run, tmp_path):
-    run_script("train.py", "model=v6", "data.block_size=16", f"hydra.run.dir={tmp_path}", *TINY)
-    result = run_script("report.py", "--compare", str(trained_run), str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert "data.block_size: 8 -> 16" in result.stdout
-    assert "sample A:" in result.stdout and "sample B:" in result.stdout
+    out = report("--compare", trained_run, failed_run(tmp_path))
+    assert "model.n_head: 4 -> 5" in out
+    assert "status                        finished                      failed: model.n_embd=32" in out
+    assert "sample A:" in out and "sample B:\nnot measured" in out

@@ -57,7 +57,7 @@ TRAIN_CASES = [
 def test_bad_training_input(tmp_path, corpora, overrides, code, message):
     run_dir = tmp_path / "run"
     args = [o.format(corpora=corpora) for o in overrides]
-    exit_code, stderr = run_cli("train.py", *TINY, *args, f"hydra.run.dir={run_dir}")
+    exit_code, stderr, _ = run_cli("train.py", *TINY, *args, f"hydra.run.dir={run_dir}")
     assert exit_code == code
     assert message.format(corpora=corpora) in stderr
     if code == 2:
@@ -68,7 +68,7 @@ def test_bad_training_input(tmp_path, corpora, overrides, code, message):
 def test_unwritable_output_directory(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    exit_code, stderr = run_cli("train.py", f"hydra.run.dir={blocker}/run", *TINY)
+    exit_code, stderr, _ = run_cli("train.py", f"hydra.run.dir={blocker}/run", *TINY)
     assert exit_code == 2
     assert stderr.strip() == f"error: cannot write the output directory {blocker}/run: Not a directory"
 
@@ -103,10 +103,10 @@ CHECKPOINT_CASES = [
 @pytest.mark.parametrize("name, message", CHECKPOINT_CASES)
 def test_bad_checkpoint_for_sampling_and_resuming(bad_checkpoints, name, message):
     path = bad_checkpoints / name
-    exit_code, stderr = run_cli("sample.py", f"ckpt={path}")
+    exit_code, stderr, _ = run_cli("sample.py", f"ckpt={path}")
     assert exit_code == 2 and stderr.startswith("error: ") and message in stderr
     run_dir = bad_checkpoints / f"resume-{name}"
-    exit_code, stderr = run_cli("train.py", f"ckpt_path={path}", f"hydra.run.dir={run_dir}", *TINY)
+    exit_code, stderr, _ = run_cli("train.py", f"ckpt_path={path}", f"hydra.run.dir={run_dir}", *TINY)
     assert exit_code == 2 and message in stderr
     assert_nothing_written(run_dir)
     assert not (bad_checkpoints / "PWNED").exists()  # the crafted payload never ran
@@ -130,7 +130,7 @@ SAMPLE_CASES = [
 
 @pytest.mark.parametrize("overrides, message", SAMPLE_CASES)
 def test_bad_sampling_input(trained_run, overrides, message):
-    exit_code, stderr = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", *overrides)
+    exit_code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", *overrides)
     assert exit_code == 2
     assert stderr.strip() == message
 

@@ -5,17 +5,27 @@ import torch
 
 from shakegpt.errors import UserError
 from shakegpt.sampling import load_model, write_samples
-from tests.conftest import run_script
+from tests.conftest import run_cli
 
 
 def test_sample_script_streams_from_the_checkpoint(trained_run):
-    ckpt = trained_run / "checkpoints" / "best.ckpt"
-    result = run_script("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=50", "top_k=40", "temperature=0.8", "seed=7")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ROMEO:")
-    assert len(result.stdout) >= len("ROMEO:") + 50
-    again = run_script("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=50", "top_k=40", "temperature=0.8", "seed=7")
-    assert again.stdout == result.stdout  # the seed fixes the sample
+    args = [f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=ROMEO:", "max_new_tokens=50", "top_k=40",
+            "temperature=0.8", "seed=7"]
+    code, stderr, stdout = run_cli("sample.py", *args)
+    assert code == 0, stderr
+    assert stdout.startswith("ROMEO:") and len(stdout) == len("ROMEO:") + 50 + 1
+    assert run_cli("sample.py", *args)[2] == stdout  # the seed fixes the sample
+    assert run_cli("sample.py", *args[:-1], "seed=8")[2] != stdout
+
+
+def test_sample_defaults_to_the_newest_best_checkpoint(trained_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "outputs" / "2026-01-01" / "00-00-00-v6"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "best.ckpt").write_bytes((trained_run / "checkpoints" / "best.ckpt").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code, stderr, stdout = run_cli("sample.py", "max_new_tokens=20")
+    assert code == 0, stderr
+    assert len(stdout) == 21
 
 
 def test_checkpoint_alone_rebuilds_the_model(trained_run):
@@ -27,9 +37,9 @@ def test_checkpoint_alone_rebuilds_the_model(trained_run):
 
 
 def test_prompt_outside_the_vocabulary_is_named(trained_run):
-    result = run_script("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt='日本'")
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: characters not in the model's vocabulary: '日', '本'"
+    code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt='日本'")
+    assert code == 2
+    assert stderr.strip() == "error: characters not in the model's vocabulary: '日', '本'"
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,19 @@ def sample_text(model, max_new_tokens: int, seed: int) -> str:
 
 class StepProgressBar(RichProgressBar):
     """Rich bar counting optimizer steps to max_steps, with ETA: the training stream is
-    endless, so Lightning's default shows no total and 'Epoch 0/-2'."""
+    endless, so Lightning's default shows no total and 'Epoch 0/-2'. It redraws at most every
+    `min_interval` seconds: redrawing at every step of a tiny model costs more than the step."""
+
+    def __init__(self, min_interval: float = 0.2):
+        super().__init__()
+        self.min_interval = min_interval
+        self.last_drawn = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if now - self.last_drawn >= self.min_interval or trainer.global_step >= trainer.max_steps:
+            self.last_drawn = now
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     @property
     def total_train_batches(self):

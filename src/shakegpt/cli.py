@@ -30,8 +30,19 @@ def check_writable(directory: Path) -> None:
         raise UserError(f"cannot write the output directory {directory}: {exc.strerror}") from None
 
 
+def external_rank() -> int:
+    """This process's global rank when torchrun or SLURM started it (0 otherwise)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
 @report_user_errors
 def prepare_train_argv(argv: list[str]) -> list[str]:
-    """train.py's argv after the output directory check and resume=auto's redirect."""
+    """train.py's argv after the output directory check and resume=auto's redirect. Ranks
+    other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
+    log to a file of their own and leave .hydra/ to rank 0."""
     check_writable(output_root(argv[1:]))
-    return with_resume_dir(argv)
+    argv = with_resume_dir(argv)
+    rank = external_rank()
+    if rank != 0:
+        argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]
+    return argv

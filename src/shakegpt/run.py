@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.callbacks import EvaluateAtEnd, StepProgressBar, TextSample, Throughput
+from shakegpt.distributed import job_scope, use_job_subprocess_command
 from shakegpt.errors import UserError, one_line
 from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
 from shakegpt.resume import last_checkpoint
@@ -50,6 +52,8 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("every_n_steps", "every_minutes"):
         if every[key] is not None and not every[key] > 0:
             raise UserError(f"checkpoint.{key} must be positive, got {every[key]}")
+    if cfg.compile not in (True, False, "auto"):
+        raise UserError(f"compile must be true, false or auto, got {cfg.compile}")
     if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
         raise UserError(f"threads must be a positive integer or null, got {cfg.threads}")
 
@@ -71,6 +75,10 @@ def parallel_jobs() -> int:
         return 1
     n_jobs = launcher.get("n_jobs", -1)
     return n_jobs if n_jobs and n_jobs > 0 else os.cpu_count() or 1
+
+
+def use_gpu_fast_path(cfg: DictConfig) -> bool:
+    return cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
 
 
 def device_name(trainer: L.Trainer) -> str:
@@ -128,6 +136,11 @@ def train(cfg: DictConfig) -> dict:
 
     model = build_model(optimizer["lr"])
     n_params = sum(p.numel() for p in model.parameters())
+    if use_gpu_fast_path(cfg):
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever runs outside bf16 autocast
+    if cfg.compile is True or (cfg.compile == "auto" and use_gpu_fast_path(cfg)):
+        # In place: the state dict keeps its keys (no `_orig_mod.`), so checkpoints load anywhere.
+        model.compile()
     torch.set_num_threads(pick_threads(cfg.threads, n_params, parallel_jobs()))
     write_status(out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params)
 
@@ -146,6 +159,11 @@ def train(cfg: DictConfig) -> dict:
     ]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
 
+    effective_batch = trainer.world_size * datamodule.batch_size
+    log.info(
+        "effective batch: %d processes (%d nodes) x %d = %d sequences of %d tokens per step",
+        trainer.world_size, trainer.num_nodes, datamodule.batch_size, effective_batch, datamodule.block_size,
+    )
     ckpt_path, first_step = resume_from(cfg, out)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -167,12 +185,14 @@ def train(cfg: DictConfig) -> dict:
         "best_val_loss": float(checkpoint.best_model_score),
         "val_perplexity": float(final["val/perplexity"]),
         "device": device_name(trainer),
+        "effective_batch": effective_batch,
     }
     if trainer.is_global_zero:
         logger.log_hyperparams(
             flatten(OmegaConf.to_container(cfg, resolve=True)) | {"optimizer.lr": optimizer["lr"]},
             {"hp/final_val_loss": metrics["final_val_loss"], "hp/best_val_loss": metrics["best_val_loss"]},
         )
+        logger.finalize("success")
         write_json(out / "metrics.json", metrics)
         write_status(out, "finished", steps=trainer.global_step)
         print(
@@ -228,10 +248,12 @@ def find_lr(cfg: DictConfig, model, datamodule, out: Path, logger) -> float:
 def train_job(cfg: DictConfig) -> float:
     """train.py's task: the best validation loss, which sweepers minimise. In a sweep a failing
     job is recorded as failed with its reason and returns NaN, so the other jobs go on."""
+    hydra_cfg = HydraConfig.get()
+    use_job_subprocess_command()
     try:
-        return train(cfg).get("best_val_loss", float("nan"))
+        with job_scope() if hydra_cfg.mode == RunMode.MULTIRUN else contextlib.nullcontext():
+            return train(cfg).get("best_val_loss", float("nan"))
     except Exception as exc:
-        hydra_cfg = HydraConfig.get()
         write_status(Path(hydra_cfg.runtime.output_dir), "failed", reason=one_line(exc))
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise

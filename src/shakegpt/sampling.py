@@ -55,10 +55,11 @@ def write_samples(
     top_k: int | None = None,
     seed: int = 1337,
     num_samples: int = 1,
-    out=sys.stdout,
+    out=None,
 ) -> None:
-    """Stream num_samples continuations of prompt to out, character by character."""
+    """Stream num_samples continuations of prompt to out (stdout), character by character."""
     check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
+    out = out or sys.stdout
     tokens = model.vocab.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
     generator = torch.Generator().manual_seed(seed)
     for i in range(num_samples):

@@ -25,7 +25,12 @@ def read_status(run_dir: Path) -> dict:
 
 
 def write_status(run_dir: Path, state: str, **fields) -> None:
-    """Merge fields into the run's status; state is 'running', 'finished' or 'failed'."""
+    """Merge fields into the run's status; state is 'running', 'finished' or 'failed'.
+    Only the global rank 0 process of a distributed run writes it."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only  # not needed to read a status
+
+    if rank_zero_only.rank != 0:
+        return
     status = read_status(run_dir) | fields | {"state": state, "updated": time.time()}
     if state == "running":
         status.setdefault("started", time.time())

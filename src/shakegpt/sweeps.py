@@ -32,19 +32,26 @@ class SweepSummary(Callback):
             sys.exit(1)
 
 
-def register_optuna_search_space() -> None:
-    """Make `hydra/sweeper=optuna` search shakegpt's space (conf/optuna_search_space.yaml) with
-    no other flag. The plugin stores its config when Hydra scans plugins, and a YAML file of the
-    same name cannot extend it, so scan first, then store the config again with our defaults."""
+def register_plugin_defaults() -> None:
+    """Give two plugins shakegpt's defaults, so their one-word selection is enough:
+    `hydra/sweeper=optuna` searches conf/optuna_search_space.yaml, and
+    `hydra/launcher=submitit_slurm` asks SLURM for trainer.num_nodes nodes with one task and
+    one GPU per trainer.devices (what Lightning's DDP expects under SLURM).
+    Plugins store their configs when Hydra scans them, and a YAML file of the same name cannot
+    extend them, so scan first, then store the configs again with these defaults."""
     Plugins.instance()
+    store = ConfigStore.instance()
     try:
         from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+        from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
     except ImportError:
         return
     settings = OmegaConf.to_container(OmegaConf.load(SEARCH_SPACE))
-    ConfigStore.instance().store(
-        group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(**settings), provider="shakegpt"
+    store.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(**settings), provider="shakegpt")
+    slurm = SlurmQueueConf(
+        nodes="${trainer.num_nodes}", tasks_per_node="${trainer.devices}", gpus_per_node="${trainer.devices}"
     )
+    store.store(group="hydra/launcher", name="submitit_slurm", node=slurm, provider="shakegpt")
 
 
 def suggest_dropout(config, trial) -> None:

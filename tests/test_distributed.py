@@ -1,0 +1,82 @@
+"""DDP on CPU (gloo): single runs, inside sweeps, across two 'nodes' on loopback; compiled
+checkpoints."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from shakegpt.data import CharDataModule
+from shakegpt.sampling import load_model
+from tests.conftest import ROOT, TINY, run_script
+
+
+def test_ddp_cpu_trains_with_one_checkpoint_and_log_directory(tmp_path):
+    result = run_script("train.py", "trainer=ddp_cpu", "model=v6", f"hydra.run.dir={tmp_path}", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert [p.name for p in tmp_path.rglob("tensorboard")] == ["tensorboard"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["effective_batch"] == 2 * 32 and metrics["device"].endswith("x2 processes")
+    assert "effective batch: 2 processes (1 nodes) x 32 = 64 sequences" in result.stdout
+    assert (tmp_path / "train_ddp_process_1.log").exists()  # rank 1 ran in this directory
+
+
+def test_ranks_draw_different_batches():
+    data = CharDataModule(batch_size=4, block_size=8)
+    first_batch = {}
+    for rank in (0, 1):
+        data.trainer = SimpleNamespace(global_rank=rank, global_step=0)
+        first_batch[rank] = next(iter(data.train_dataloader()))[0]
+    assert not torch.equal(first_batch[0], first_batch[1])
+
+
+def test_ddp_jobs_inside_a_multirun(tmp_path):
+    result = run_script(
+        "train.py", "-m", "trainer=ddp_cpu", "model=v6", "data.block_size=4,8", f"hydra.sweep.dir={tmp_path}", *TINY
+    )
+    assert result.returncode == 0, result.stderr
+    jobs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert jobs == ["0", "1"]  # no nested sweep from the rank-1 processes
+    for job in jobs:
+        assert json.loads((tmp_path / job / "metrics.json").read_text())["effective_batch"] == 64
+        assert (tmp_path / job / "train_ddp_process_1.log").exists()
+    assert "| finished |" in (tmp_path / "summary.md").read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_with_torchrun(tmp_path):
+    port = free_port()
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1",
+             "--master_addr=127.0.0.1", f"--master_port={port}", str(ROOT / "train.py"), "trainer=ddp_cpu",
+             "trainer.devices=1", "trainer.num_nodes=2", "model=v6", f"hydra.run.dir={tmp_path}", *TINY],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["effective_batch"] == 64 and metrics["steps"] == 20
+    assert (tmp_path / "train_rank1.log").exists()
+
+
+def test_compiled_model_checkpoint_loads_into_an_uncompiled_model(tmp_path):
+    result = run_script("train.py", "model=v6", "compile=true", f"hydra.run.dir={tmp_path}", *TINY)
+    assert result.returncode == 0, result.stderr
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not any("_orig_mod" in key for key in checkpoint["state_dict"])
+    model = load_model(tmp_path / "checkpoints" / "last.ckpt")  # a plain, uncompiled module
+    assert model(torch.zeros((1, 8), dtype=torch.long)).shape == (1, 8, 65)
