@@ -12,11 +12,16 @@ from shakegpt.errors import report_user_errors
 from shakegpt.report import compare_report, is_sweep, load_run, run_report, write_sweep_summary
 
 
-@report_user_errors
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, help="a run or sweep directory (two with --compare)")
     parser.add_argument("--compare", action="store_true", help="compare two runs side by side")
+    return parser
+
+
+@report_user_errors
+def main() -> None:
+    parser = make_parser()
     args = parser.parse_args()
     if args.compare:
         if len(args.paths) != 2:

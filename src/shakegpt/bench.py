@@ -114,12 +114,16 @@ def sampling_tokens_per_s(overrides: list[str], tokens: int = 300) -> float:
         return tokens / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--steps", type=int, help="timed steps per loop (default: per size)")
     parser.add_argument("--bf16", action="store_true", help="also time shakegpt with trainer.precision=bf16-mixed")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
 
     threads = torch.get_num_threads()
     peaks = {"fp32": matmul_peak(torch.float32, threads), "bf16": matmul_peak(torch.bfloat16, threads)}

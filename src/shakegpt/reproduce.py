@@ -215,7 +215,7 @@ def first_val_loss(run_dir: Path) -> tuple[int, float]:
     return first.step + 1, first.value
 
 
-def main(argv: list[str] | None = None) -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--versions", nargs="+", default=FULL_ROWS, choices=FULL_ROWS)
     # One run's final loss moves by 0.01-0.02 with the seed, as much as the tolerance: the table
@@ -227,7 +227,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "reproduce")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "results.md")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (e.g. for a quick check)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
 
     rows = run_all(args.versions, args.seeds, args.runs, args.overrides, args.jobs, train=not args.no_train)
     v7_check = None
