@@ -4,12 +4,12 @@ record the loss at each, and pick a rate below where the loss stops falling."""
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from shakegpt.atomic import save_figure
 from shakegpt.errors import UserError
 
 # Stop once the smoothed loss exceeds this multiple of its best: the rate has blown it up.
@@ -93,7 +93,5 @@ def plot_range_test(result: RangeTest, path: Path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return fig

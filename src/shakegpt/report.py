@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from shakegpt.atomic import save_figure, write_text
 from shakegpt.errors import UserError
 from shakegpt.status import read_status
 
@@ -268,19 +269,20 @@ def write_curves(runs: list[Run], labels: dict[Path, str], path: Path) -> bool:
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for run, points in curves:
+    # Jobs of one seed share their curve until their settings part: dashes keep each visible.
+    styles = ["-", "--", ":", "-."]
+    for i, (run, points) in enumerate(curves):
         label = f"{run.path.name}: {labels[run.path]}"
-        ax.plot([s + 1 for s, _, _ in points], [v for _, v, _ in points], marker="o", markersize=3, label=label)
+        ax.plot([s + 1 for s, _, _ in points], [v for _, v, _ in points], styles[i % 4], marker="o",
+                markersize=3, linewidth=2.5 - 1.5 * i / max(1, len(curves) - 1), label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
     ax.set_title(f"{runs[0].path.parent.name}: validation loss per job")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
     return True
 
 
@@ -297,7 +299,7 @@ def write_sweep_summary(sweep: Path) -> list[dict]:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-    atomic_write(sweep / "summary.csv", buffer.getvalue())
+    write_text(sweep / "summary.csv", buffer.getvalue())
 
     has_curves = write_curves(runs, own, sweep / "curves.png")
     lines = [
@@ -319,14 +321,8 @@ def write_sweep_summary(sweep: Path) -> list[dict]:
     for run in runs:
         text = last_sample(run).replace("|", "\\|").replace("\n", "<br>")
         lines.append(f"| {run.path.name} | {own[run.path]} | {text} |")
-    atomic_write(sweep / "summary.md", "\n".join(lines) + "\n")
+    write_text(sweep / "summary.md", "\n".join(lines) + "\n")
     return rows
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def is_sweep(path: Path) -> bool:

@@ -25,7 +25,9 @@ from shakegpt.errors import UserError, one_line
 from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
 from shakegpt.resume import last_checkpoint
 from shakegpt.schedules import check_schedule
-from shakegpt.status import write_json, write_status
+from shakegpt.atomic import write_json
+from shakegpt.report import flatten
+from shakegpt.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +92,10 @@ def device_name(trainer: L.Trainer) -> str:
     return name if trainer.world_size == 1 else f"{name} x{trainer.world_size} processes"
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}, lists as strings: TensorBoard's hparams take scalars."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
+def hparams(cfg: DictConfig, lr: float) -> dict:
+    """The config as flat scalars for TensorBoard's hparams view, with the learning rate used."""
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True)) | {"optimizer.lr": lr}
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
 def quiet_lightning() -> None:
@@ -189,7 +185,7 @@ def train(cfg: DictConfig) -> dict:
     }
     if trainer.is_global_zero:
         logger.log_hyperparams(
-            flatten(OmegaConf.to_container(cfg, resolve=True)) | {"optimizer.lr": optimizer["lr"]},
+            hparams(cfg, optimizer["lr"]),
             {"hp/final_val_loss": metrics["final_val_loss"], "hp/best_val_loss": metrics["best_val_loss"]},
         )
         logger.finalize("success")

@@ -7,14 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from shakegpt.atomic import write_json
+
 STATUS_FILE = "status.json"
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def read_status(run_dir: Path) -> dict:
