@@ -21,7 +21,7 @@ def test_tensorboard_has_the_lecture_metrics(trained_run):
     events = EventAccumulator(str(trained_run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    expected = {"train/step_loss", "train/loss", "val/loss", "val/perplexity", "lr-AdamW", "perf/tokens_per_s"}
+    expected = {"train/step_loss", "train/loss", "val/loss", "val/perplexity", "train/lr", "perf/tokens_per_s"}
     assert expected <= scalars
     # evaluated every 10 steps: after steps 10 and 20
     assert [e.step + 1 for e in events.Scalars("val/loss")] == [10, 20]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+
+
+class Checkpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint with its state key formatted once: Lightning formats it at
+    every hook call, which costs more than a tiny model's step."""
+
+    @functools.cached_property
+    def state_key(self) -> str:
+        return super().state_key
 
 
 class EvaluateAtEnd(L.Callback):

@@ -15,18 +15,17 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from shakegpt.atomic import write_json
+from shakegpt.callbacks import Checkpoint, EvaluateAtEnd, StepProgressBar, TextSample, Throughput
 from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
-from shakegpt.callbacks import EvaluateAtEnd, StepProgressBar, TextSample, Throughput
 from shakegpt.distributed import job_scope, use_job_subprocess_command
 from shakegpt.errors import UserError, one_line
 from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
+from shakegpt.report import flatten
 from shakegpt.resume import last_checkpoint
 from shakegpt.schedules import check_schedule
-from shakegpt.atomic import write_json
-from shakegpt.report import flatten
 from shakegpt.status import write_status
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ def train(cfg: DictConfig) -> dict:
     torch.set_num_threads(pick_threads(cfg.threads, n_params, parallel_jobs()))
     write_status(out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params)
 
-    checkpoint = ModelCheckpoint(
+    checkpoint = Checkpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True,
         enable_version_counter=False,
     )
@@ -150,7 +149,6 @@ def train(cfg: DictConfig) -> dict:
         EvaluateAtEnd(),
         Throughput(),
         TextSample(cfg.sample_tokens, cfg.seed),
-        LearningRateMonitor(logging_interval="step"),
         StepProgressBar(),
     ]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
@@ -199,13 +197,13 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def periodic_checkpoint(settings: DictConfig, dirpath: Path) -> ModelCheckpoint:
+def periodic_checkpoint(settings: DictConfig, dirpath: Path) -> Checkpoint:
     """last.ckpt every N steps or minutes, so an interrupted run loses little. It shares the
     file with the evaluation-time checkpoint: no version counter, the newer simply replaces it."""
     every = {"every_n_train_steps": settings.every_n_steps}
     if settings.every_n_steps is None:
         every = {"train_time_interval": timedelta(minutes=settings.every_minutes)}
-    return ModelCheckpoint(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False, **every)
+    return Checkpoint(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False, **every)
 
 
 def resume_from(cfg: DictConfig, out: Path) -> tuple[str | None, int]:

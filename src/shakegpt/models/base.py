@@ -5,6 +5,7 @@ A version subclasses LanguageModel and defines only its layers and forward(idx) 
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import lightning as L
@@ -48,11 +49,15 @@ class LanguageModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(*batch)
-        if not torch.isfinite(loss):
+        log_step = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        # A non-finite loss stops training before it updates the weights. Reading the loss is
+        # free on CPU; on a GPU it waits for the step, so there it is read on logging steps only
+        # (and no checkpoint is ever written with non-finite weights).
+        if (log_step or loss.device.type == "cpu") and not math.isfinite(loss.item()):
             raise self.divergence(f"the training loss became {loss.item()}", self.global_step + 1)
-        # Logging reads the value back from the device; do it only on steps the logger writes.
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        if log_step:
             self.log("train/step_loss", loss, prog_bar=True)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
@@ -71,7 +76,10 @@ class LanguageModel(L.LightningModule):
     def make_optimizer(self) -> torch.optim.AdamW:
         """The training optimizer without its schedule: the range test sets the rate itself."""
         betas = tuple(self.hparams.betas)
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas)
+        # foreach: one kernel per operation over all tensors, same results, less per-step overhead.
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas, foreach=True
+        )
 
     def configure_optimizers(self):
         optimizer = self.make_optimizer()
