@@ -21,10 +21,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from shakegpt.data import PROJECT_ROOT, TrainBatches
-from shakegpt.report import read_events
+from shakegpt.report import flops_per_token, read_events
 from shakegpt.run import pick_threads, train
 
 # Steps timed per size (after warm-up), steps per timing interval, and rounds of alternating
@@ -102,12 +102,6 @@ def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 
     return 2 * n**3 / best
 
 
-def flops_per_token(cfg, n_params: int) -> float:
-    """6 per parameter plus attention's 12 * layers * width * context (nanoGPT's estimate)."""
-    model = cfg.model
-    return 6 * n_params + 12 * model.get("n_layer", 1) * model.n_embd * cfg.data.block_size
-
-
 def sampling_tokens_per_s(overrides: list[str], tokens: int = 300) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
         _, model = build(compose_config(overrides, Path(run_dir)))
@@ -142,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as run_dir:
             cfg = compose_config(spec["overrides"], Path(run_dir))
             _, model = build(cfg)
-        flops = flops_per_token(cfg, sum(p.numel() for p in model.parameters()))
+        flops = flops_per_token(sum(p.numel() for p in model.parameters()), OmegaConf.to_container(cfg))
         tokens_per_step = cfg.data.batch_size * cfg.data.block_size
         loops = [("shakegpt fp32", spec["overrides"], "fp32")]
         if args.bf16:

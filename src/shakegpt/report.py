@@ -105,17 +105,15 @@ def job_dirs(sweep: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
-def flops_per_token(run: Run) -> float | None:
+def flops_per_token(params: int | None, config: dict) -> float | None:
     """Training FLOPs per token, estimated as nanoGPT does: 6 per parameter plus attention's
-    12 * layers * width * context. None when the run logged no parameter count."""
-    params = run.status.get("parameters")
+    12 * layers * width * context. None without a parameter count."""
     if params is None:
         return None
-    model = run.config.get("model", {})
+    model = config.get("model", {})
     width = model.get("n_embd", 0)
     layers = model.get("n_layer", 1 if width else 0)
-    context = run.config.get("data", {}).get("block_size", 0)
-    return 6 * params + 12 * layers * width * context
+    return 6 * params + 12 * layers * width * config.get("data", {}).get("block_size", 0)
 
 
 def fmt(value, spec: str = ".4f") -> str:
@@ -153,7 +151,7 @@ def figures(run: Run) -> dict[str, str]:
     step, max_steps = run.step, run.max_steps
     elapsed, eta = timing(run)
     tokens_per_s = run.last("perf/tokens_per_s")
-    flops = flops_per_token(run)
+    flops = flops_per_token(run.status.get("parameters"), run.config)
     progress = f"{step:,} / {max_steps:,} ({100 * step / max_steps:.0f}%)" if step and max_steps else NOT_MEASURED
     rows = {
         "status": run.state + (f": {run.status['reason']}" if run.status.get("reason") else ""),
