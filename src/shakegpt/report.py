@@ -34,6 +34,11 @@ class Run:
     samples: list[tuple[int, str]] = field(default_factory=list)  # [(step, text)]
 
     @property
+    def status_line(self) -> str:
+        """The state, with the reason of a failure: 'failed: <one line>'."""
+        return self.state + (f": {self.status['reason']}" if self.status.get("reason") else "")
+
+    @property
     def state(self) -> str:
         state = self.status.get("state", "unknown")
         if state == "running" and not process_alive(self.status.get("pid")):
@@ -154,7 +159,7 @@ def figures(run: Run) -> dict[str, str]:
     flops = flops_per_token(run.status.get("parameters"), run.config)
     progress = f"{step:,} / {max_steps:,} ({100 * step / max_steps:.0f}%)" if step and max_steps else NOT_MEASURED
     rows = {
-        "status": run.state + (f": {run.status['reason']}" if run.status.get("reason") else ""),
+        "status": run.status_line,
         "step": progress,
         "elapsed": fmt_seconds(elapsed),
     }
@@ -221,11 +226,10 @@ def summary_row(run: Run) -> dict:
     batch = run.config.get("data", {}).get("batch_size")
     step = run.step
     elapsed, _ = timing(run)
-    status = run.state + (f": {run.status['reason']}" if run.status.get("reason") else "")
     return {
         "job": run.path.name,
         "overrides": " ".join(run.overrides),
-        "status": status,
+        "status": run.status_line,
         "parameters": run.status.get("parameters"),
         "steps": step,
         "tokens": step * batch * block if step and batch and block else None,

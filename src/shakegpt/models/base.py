@@ -16,11 +16,11 @@ from shakegpt.data import Vocabulary
 from shakegpt.errors import UserError
 from shakegpt.schedules import make_scheduler
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
 
 
 class DivergenceError(UserError):
-    """A non-finite loss: training stops before the bad step updates the weights."""  # the order of the datamodule's evaluation loaders
+    """A non-finite loss or weight: training stops and no checkpoint keeps the bad weights."""
 
 
 class LanguageModel(L.LightningModule):
