@@ -12,12 +12,20 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 
 class Checkpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint with its state key formatted once: Lightning formats it at
-    every hook call, which costs more than a tiny model's step."""
+    """Lightning's ModelCheckpoint with its state key formatted once (Lightning formats it at
+    every hook call, which costs more than a tiny model's step) and the logs flushed first."""
 
     @functools.cached_property
     def state_key(self) -> str:
         return super().state_key
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        # A run resumed from this file starts after this step: the curves logged up to it must
+        # be on disk before the file is, or a kill loses them (TensorBoard buffers up to 2 min).
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.flush()
 
 
 class EvaluateAtEnd(L.Callback):
