@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -161,9 +162,14 @@ def train(cfg: DictConfig) -> dict:
         trainer.world_size, trainer.num_nodes, datamodule.batch_size, effective_batch, datamodule.block_size,
     )
     ckpt_path, first_step = resume_from(cfg, out)
+    # Imports and setup leave ~400k objects that live as long as the run: freezing them keeps each
+    # full garbage collection (0.25 s here, one every ~1000 tiny steps) from scanning them again.
+    gc.collect()
+    gc.freeze()
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
+    gc.unfreeze()  # the next job of a multirun in this process may collect them again
 
     final = trainer.callback_metrics
     tokens_per_step = datamodule.batch_size * datamodule.block_size * trainer.world_size

@@ -76,9 +76,10 @@ class LanguageModel(L.LightningModule):
     def make_optimizer(self) -> torch.optim.AdamW:
         """The training optimizer without its schedule: the range test sets the rate itself."""
         betas = tuple(self.hparams.betas)
-        # foreach: one kernel per operation over all tensors, same results, less per-step overhead.
+        # fused: the whole update in one kernel, on CPUs as on GPUs (nanoGPT's GPU fast path); at
+        # v6's size on this CPU it takes 0.18 ms a step against 0.69 (foreach) and 1.06 (default).
         return torch.optim.AdamW(
-            self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas, foreach=True
+            self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas, fused=True
         )
 
     def configure_optimizers(self):
