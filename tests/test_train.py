@@ -54,3 +54,13 @@ def test_two_by_two_multirun_creates_four_job_directories(tmp_path):
     assert jobs == ["0", "1", "2", "3"]
     steps = sorted(json.loads((sweep / j / "metrics.json").read_text())["steps"] for j in jobs)
     assert steps == [10, 10, 20, 20]
+
+
+def test_bf16_autocast_with_gradient_clipping_trains(tmp_path):
+    # Lightning refuses clipping with a fused optimizer under mixed precision: the model falls back.
+    result = run_script(
+        "train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY,
+        "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 20
