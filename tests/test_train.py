@@ -2,7 +2,9 @@
 
 import json
 
-from tests.conftest import TINY, run_script
+import pytest
+
+from tests.conftest import ROOT, TINY, run_script
 
 
 def test_train_writes_checkpoints_tensorboard_and_metrics(trained_run):
@@ -62,5 +64,12 @@ def test_bf16_autocast_with_gradient_clipping_trains(tmp_path):
         "train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY,
         "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
     )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 20
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+def test_each_experiment_trains(experiment, tmp_path):
+    result = run_script("train.py", f"experiment={experiment}", f"hydra.run.dir={tmp_path}", *TINY)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 20
