@@ -10,6 +10,7 @@ Not a test: it prints a table of what it measured (figures for docs/results.md).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -17,21 +18,23 @@ import time
 from datetime import date
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+from shakegpt.atomic import write_json
 from shakegpt.data import PROJECT_ROOT, TrainBatches
 from shakegpt.report import flops_per_token, read_events
 from shakegpt.run import pick_threads, train
 
-# Steps timed per size (after warm-up), steps per timing interval, and rounds of alternating
-# loops: v7 steps take seconds here.
+# Steps timed per size (after warm-up), steps per timing interval, rounds of alternating loops,
+# and paired steps: v7 steps take seconds here.
 SIZES = {
-    "v6": {"overrides": ["model=v6"], "steps": 600, "interval": 50, "rounds": 5},
-    "v7": {"overrides": ["model=v7"], "steps": 8, "interval": 2, "rounds": 1},
+    "v6": {"overrides": ["model=v6"], "steps": 600, "interval": 50, "rounds": 3, "paired": 1000},
+    "v7": {"overrides": ["model=v7"], "steps": 8, "interval": 2, "rounds": 1, "paired": 6},
 }
 
 
@@ -51,29 +54,39 @@ def build(cfg):
     return data, instantiate(cfg.model, vocab=data.vocab.chars, lr=cfg.optimizer.lr, _convert_="all")
 
 
+def lecture_optimizer(model):
+    """AdamW as the lecture writes it: torch's defaults (on CPU, one tensor at a time)."""
+    return torch.optim.AdamW(model.parameters(), lr=model.lr)
+
+
+def shakegpt_optimizer(model):
+    return model.make_optimizer()
+
+
 def shakegpt_tokens_per_s(overrides: list[str], steps: int, interval: int) -> list[float]:
     """Run train() as train.py does (progress bar, logging, checkpoints, the final evaluation)
     and read its logged training throughput, evaluation excluded, first interval dropped."""
     with tempfile.TemporaryDirectory() as run_dir:
-        cfg = compose_config(
-            [*overrides, f"trainer.max_steps={steps + interval}", f"trainer.val_check_interval={10 * steps}",
-             f"trainer.log_every_n_steps={interval}", "data.eval_iters=1", "sample_tokens=1"],
-            Path(run_dir),
-        )
+        cfg = compose_config(short_run(overrides, steps + interval, interval), Path(run_dir))
         train(cfg)
         scalars, _ = read_events(Path(run_dir) / "tensorboard")
         points = scalars["perf/tokens_per_s"]
     return [value for _, value, _ in points[1:]]
 
 
-def plain_tokens_per_s(overrides: list[str], steps: int, interval: int) -> list[float]:
-    """The same model, optimizer and batches in a bare PyTorch loop."""
+def short_run(overrides: list[str], steps: int, log_every: int) -> list[str]:
+    return [*overrides, f"trainer.max_steps={steps}", f"trainer.val_check_interval={10 * steps}",
+            f"trainer.log_every_n_steps={log_every}", "data.eval_iters=1", "sample_tokens=1"]
+
+
+def plain_tokens_per_s(overrides: list[str], steps: int, interval: int, make_optimizer=shakegpt_optimizer) -> list[float]:
+    """The same model and batches in a bare PyTorch loop."""
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose_config(overrides, Path(run_dir))
         torch.manual_seed(cfg.seed)
         data, model = build(cfg)
         torch.set_num_threads(pick_threads(cfg.threads, sum(p.numel() for p in model.parameters())))
-        optimizer = model.make_optimizer()
+        optimizer = make_optimizer(model)
         batches = iter(TrainBatches(data.train_data, data.batch_size, data.block_size, cfg.seed, lambda: (0, 0)))
         tokens_per_step = data.batch_size * data.block_size
         rates = []
@@ -87,6 +100,54 @@ def plain_tokens_per_s(overrides: list[str], steps: int, interval: int) -> list[
             if i % interval == interval - 1:
                 rates.append(interval * tokens_per_step / (time.perf_counter() - start))
     return rates[1:]
+
+
+class PairedPlainSteps(L.Callback):
+    """Before each of shakegpt's training steps, one step of a plain PyTorch loop on a twin of
+    the model (same weights, optimizer and batches), timed apart from it. Both loops then run
+    on the same machine state, step by step, so their ratio is free of this machine's speed
+    drift, which moves separate runs by 20% or more. Writes paired_steps.json into the run."""
+
+    def __init__(self, skip: int = 5):
+        self.skip = skip  # warm-up steps, not timed
+        self.plain, self.shakegpt = [], []
+        self.plain_ended = None  # None after an evaluation: evaluation is not training time
+
+    def on_train_start(self, trainer, pl_module):
+        self.twin = type(pl_module)(**pl_module.hparams)
+        self.twin.load_state_dict(pl_module.state_dict())
+        self.optimizer = shakegpt_optimizer(self.twin)
+        data = trainer.datamodule
+        self.batches = iter(TrainBatches(data.train_data, data.batch_size, data.block_size, data.seed, lambda: (0, 0)))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        start = time.perf_counter()
+        timed = trainer.global_step >= self.skip
+        if timed and self.plain_ended is not None:
+            self.shakegpt.append(start - self.plain_ended)
+        loss = self.twin.loss(*next(self.batches))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.plain_ended = time.perf_counter()
+        if timed:
+            self.plain.append(self.plain_ended - start)
+
+    def on_validation_start(self, trainer, pl_module):
+        self.plain_ended = None
+
+    def on_train_end(self, trainer, pl_module):
+        write_json(Path(trainer.default_root_dir) / "paired_steps.json", {"plain_s": self.plain, "shakegpt_s": self.shakegpt})
+
+
+def paired_ratio(overrides: list[str], steps: int, skip: int) -> tuple[float, int]:
+    """(shakegpt's steps/s over the plain loop's, steps compared) from paired steps."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        callback = f"+callbacks.paired={{_target_: {PairedPlainSteps.__module__}.PairedPlainSteps, skip: {skip}}}"
+        cfg = compose_config([*short_run(overrides, steps + skip, max(1, steps // 10)), callback], Path(run_dir))
+        train(cfg)
+        times = json.loads((Path(run_dir) / "paired_steps.json").read_text())
+    return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
 
 
 def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 10) -> float:
@@ -128,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     peak_line = (f"matmul peak on this machine ({threads} threads, 2048 x 2048, best of 10): "
                  f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     print(peak_line)
-    sampling = []
-    rows = []
+    sampling, rows, paired = [], [], []
     for size in args.sizes:
         spec = SIZES[size]
         steps = args.steps or spec["steps"]
@@ -138,22 +198,28 @@ def main(argv: list[str] | None = None) -> None:
             _, model = build(cfg)
         flops = flops_per_token(sum(p.numel() for p in model.parameters()), OmegaConf.to_container(cfg))
         tokens_per_step = cfg.data.batch_size * cfg.data.block_size
-        loops = [("shakegpt fp32", spec["overrides"], "fp32")]
+        loops = {
+            "plain PyTorch, AdamW as in the lecture": ("fp32", lambda: plain_tokens_per_s(
+                spec["overrides"], steps, spec["interval"], lecture_optimizer)),
+            "plain PyTorch, shakegpt's fused AdamW": ("fp32", lambda: plain_tokens_per_s(
+                spec["overrides"], steps, spec["interval"], shakegpt_optimizer)),
+            "shakegpt fp32": ("fp32", lambda: shakegpt_tokens_per_s(spec["overrides"], steps, spec["interval"])),
+        }
         if args.bf16:
-            loops.append(("shakegpt bf16-mixed", [*spec["overrides"], "trainer.precision=bf16-mixed"], "bf16"))
-        # Alternate the loops for `rounds` rounds: this machine's speed drifts between minutes,
-        # and each ratio compares measurements taken back to back.
-        rates = {name: [] for name in ["plain PyTorch fp32", *(name for name, _, _ in loops)]}
+            loops["shakegpt bf16-mixed"] = ("bf16", lambda: shakegpt_tokens_per_s(
+                [*spec["overrides"], "trainer.precision=bf16-mixed"], steps, spec["interval"]))
+        # Alternate the loops for `rounds` rounds, each ratio comparing runs taken back to back.
+        rates = {name: [] for name in loops}
         for _ in range(spec["rounds"]):
-            rates["plain PyTorch fp32"].append(statistics.median(plain_tokens_per_s(spec["overrides"], steps, spec["interval"])))
-            for name, overrides, _ in loops:
-                rates[name].append(statistics.median(shakegpt_tokens_per_s(overrides, steps, spec["interval"])))
-        plain = rates["plain PyTorch fp32"]
-        rows.append((size, "plain PyTorch fp32", statistics.median(plain), tokens_per_step, 1.0, flops * statistics.median(plain) / peaks["fp32"]))
-        for name, _, dtype in loops:
-            ratio = statistics.median(r / p for r, p in zip(rates[name], plain))
+            for name, (_, measure) in loops.items():
+                rates[name].append(statistics.median(measure()))
+        lecture = rates["plain PyTorch, AdamW as in the lecture"]
+        for name, (dtype, _) in loops.items():
             rate = statistics.median(rates[name])
+            ratio = statistics.median(r / p for r, p in zip(rates[name], lecture))
             rows.append((size, name, rate, tokens_per_step, ratio, flops * rate / peaks[dtype]))
+        ratio, compared = paired_ratio(spec["overrides"], spec["paired"], skip=2 if size == "v7" else 20)
+        paired.append(f"- {size}: shakegpt's steps/s = {ratio:.3f} x the plain loop's ({compared} paired steps)")
         sampling.append(f"- {size}: sampling {sampling_tokens_per_s(spec['overrides']):,.0f} tokens/s (batch 1, 300 tokens)")
 
     lines = [
@@ -162,18 +228,28 @@ def main(argv: list[str] | None = None) -> None:
         f"Written by `python -m shakegpt.bench {' '.join(argv if argv is not None else sys.argv[1:])}` on "
         f"{date.today().isoformat()}: each loop trains the same model on the same batches in one process; tokens/s is",
         "the median over timing intervals (evaluation excluded), ratios the median over alternating rounds.",
-        "shakegpt's loop is train.py's (progress bar, logging, checkpoints); the plain loop is forward, backward, AdamW.",
+        "shakegpt's loop is train.py's (progress bar, logging, checkpoints); the plain loop is forward, backward, AdamW:",
+        "once with AdamW as the lecture writes it (torch's defaults), once with shakegpt's fused AdamW.",
         "",
         peak_line,
         "",
-        "| size | loop | tokens/s | steps/s | ratio to plain loop | MFU (of the measured matmul peak) |",
+        "| size | loop | tokens/s | steps/s | ratio to the lecture's plain loop | MFU (of the measured matmul peak) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {size} | {name} | {rate:,.0f} | {rate / tokens_per_step:.3g} | {ratio:.3f} | {100 * mfu:.1f}% |"
         for size, name, rate, tokens_per_step, ratio, mfu in rows
     ]
-    lines += ["", *sampling]
+    lines += [
+        "",
+        "Framework cost on identical steps: in one train.py run, a plain-loop step of a twin model (same weights,",
+        "fused AdamW and batches) before each of shakegpt's steps, both timed (evaluation excluded). Separate runs",
+        "above drift with this machine's speed; paired steps do not.",
+        "",
+        *paired,
+        "",
+        *sampling,
+    ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

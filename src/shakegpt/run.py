@@ -153,6 +153,7 @@ def train(cfg: DictConfig) -> dict:
         Throughput(),
         TextSample(cfg.sample_tokens, cfg.seed),
         StepProgressBar(),
+        *(instantiate(callback) for callback in cfg.callbacks.values()),
     ]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
 

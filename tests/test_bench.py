@@ -1,0 +1,17 @@
+"""The benchmark's paired-step timer, added to a run through the callbacks config group."""
+
+import json
+
+from tests.conftest import TINY, run_script
+
+
+def test_paired_steps_time_a_plain_step_before_each_training_step(tmp_path):
+    paired = "+callbacks.paired={_target_: shakegpt.bench.PairedPlainSteps, skip: 2}"
+    result = run_script("train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY, paired)
+    assert result.returncode == 0, result.stderr
+    times = json.loads((tmp_path / "paired_steps.json").read_text())
+    # Steps 2..19 timed; shakegpt's step is timed up to the next step's start, so neither its
+    # last step nor the one that ran into the evaluation after step 10 is counted.
+    assert len(times["plain_s"]) == 18
+    assert len(times["shakegpt_s"]) == 17
+    assert all(t > 0 for t in times["plain_s"] + times["shakegpt_s"])
