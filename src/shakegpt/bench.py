@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from shakegpt.atomic import write_json
+from shakegpt.atomic import write_json, write_text
 from shakegpt.data import PROJECT_ROOT, TrainBatches
 from shakegpt.report import flops_per_token, read_events
 from shakegpt.run import pick_threads, train
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_text(args.out, text)
     print(text)
 
 

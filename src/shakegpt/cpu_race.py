@@ -17,6 +17,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from shakegpt.atomic import write_text
 from shakegpt.data import PROJECT_ROOT
 from shakegpt.report import load_run
 from shakegpt.reproduce import display_path
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, result in results.items()
     ]
     text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
+    write_text(args.out, text)
     print(text)
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
+from shakegpt.atomic import write_text
 from shakegpt.data import PROJECT_ROOT
 
 # Validation loss the lecture reports for each version (None: not in the video).
@@ -242,9 +243,9 @@ def main(argv: list[str] | None = None) -> None:
         v7_check["first_step"], v7_check["first_val_loss"] = first_val_loss(args.runs / "v7")
     table = results_table(rows, v7_check, args.jobs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
+    write_text(args.out, table)
     progression_figure(rows, args.out.parent / "progression.png")
-    (args.out.parent / "samples.md").write_text(samples_page(rows))
+    write_text(args.out.parent / "samples.md", samples_page(rows))
     print(table)
 
 
