@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+
+from shakegpt.bench import bare_lightning_ratio
+
 from tests.conftest import TINY, run_script
 
 
@@ -15,3 +19,10 @@ def test_paired_steps_time_a_plain_step_before_each_training_step(tmp_path):
     assert len(times["plain_s"]) == 18
     assert len(times["shakegpt_s"]) == 17
     assert all(t > 0 for t in times["plain_s"] + times["shakegpt_s"])
+
+
+@pytest.mark.parametrize("manual", [False, True])
+def test_bare_lightning_loop_is_paired_step_by_step(manual):
+    ratio, compared = bare_lightning_ratio(["model=v6"], steps=12, skip=2, manual=manual)
+    assert compared == 12
+    assert ratio > 0

@@ -28,13 +28,15 @@ from omegaconf import OmegaConf, open_dict
 from shakegpt.atomic import write_json, write_text
 from shakegpt.data import PROJECT_ROOT, TrainBatches
 from shakegpt.report import flops_per_token, read_events
-from shakegpt.run import pick_threads, train
+from shakegpt.run import pick_threads, quiet_lightning, train
 
 # Steps timed per size (after warm-up), steps per timing interval, rounds of alternating loops,
 # and paired steps: v7 steps take seconds here.
+# Lightning's own loop, with nothing of shakegpt's around it, is timed at the tiny size only,
+# where its cost per step shows.
 SIZES = {
-    "v6": {"overrides": ["model=v6"], "steps": 600, "interval": 50, "rounds": 3, "paired": 1000},
-    "v7": {"overrides": ["model=v7"], "steps": 8, "interval": 2, "rounds": 1, "paired": 6},
+    "v6": {"overrides": ["model=v6"], "steps": 600, "interval": 50, "rounds": 3, "paired": 1000, "bare": True},
+    "v7": {"overrides": ["model=v7"], "steps": 8, "interval": 2, "rounds": 1, "paired": 6, "bare": False},
 }
 
 
@@ -150,6 +152,48 @@ def paired_ratio(overrides: list[str], steps: int, skip: int) -> tuple[float, in
     return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
 
 
+class ManualOptimization:
+    """Mixed into a model class: the same step with Lightning's manual optimization (the step
+    calls backward and the optimizer itself), which skips the closure automatic optimization
+    builds around every step."""
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        loss = self.loss(*batch)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
+
+    def configure_optimizers(self):
+        return self.make_optimizer()
+
+
+def bare_lightning_ratio(overrides: list[str], steps: int, skip: int, manual: bool) -> tuple[float, int]:
+    """paired_ratio for Lightning's own loop with nothing added: no logger, progress bar,
+    checkpoints, evaluation or callbacks of shakegpt's, the model and batches as train() has them."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = compose_config(overrides, Path(run_dir))
+        torch.manual_seed(cfg.seed)
+        data, model = build(cfg)
+        if manual:
+            model = type("Manual" + type(model).__name__, (ManualOptimization, type(model)), {})(**model.hparams)
+        torch.set_num_threads(pick_threads(cfg.threads, sum(p.numel() for p in model.parameters())))
+        quiet_lightning()
+        trainer = L.Trainer(
+            accelerator="cpu", max_steps=steps + skip, limit_val_batches=0, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[PairedPlainSteps(skip)],
+            default_root_dir=run_dir,
+        )
+        trainer.fit(model, datamodule=data)
+        times = json.loads((Path(run_dir) / "paired_steps.json").read_text())
+    return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
+
+
 def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 10) -> float:
     """FLOP/s of an n x n matmul on this machine, best of `repeats`."""
     torch.set_num_threads(threads)
@@ -220,6 +264,11 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((size, name, rate, tokens_per_step, ratio, flops * rate / peaks[dtype]))
         ratio, compared = paired_ratio(spec["overrides"], spec["paired"], skip=2 if size == "v7" else 20)
         paired.append(f"- {size}: shakegpt's steps/s = {ratio:.3f} x the plain loop's ({compared} paired steps)")
+        if spec["bare"]:
+            for manual, loop in ((False, "automatic"), (True, "manual")):
+                ratio, compared = bare_lightning_ratio(spec["overrides"], spec["paired"], skip=20, manual=manual)
+                paired.append(f"- {size}: Lightning's bare loop, {loop} optimization: steps/s = {ratio:.3f} "
+                              f"x the plain loop's ({compared} paired steps)")
         sampling.append(f"- {size}: sampling {sampling_tokens_per_s(spec['overrides']):,.0f} tokens/s (batch 1, 300 tokens)")
 
     lines = [
@@ -244,7 +293,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "Framework cost on identical steps: in one train.py run, a plain-loop step of a twin model (same weights,",
         "fused AdamW and batches) before each of shakegpt's steps, both timed (evaluation excluded). Separate runs",
-        "above drift with this machine's speed; paired steps do not.",
+        "above drift with this machine's speed; paired steps do not. Lightning's bare loop is a Trainer with nothing",
+        "of shakegpt's (no logger, progress bar, checkpoints, evaluation or callbacks) on the same model and",
+        "batches, paired the same way: what any Lightning run costs over the plain loop.",
         "",
         *paired,
         "",
