@@ -11,16 +11,14 @@ Not a test: every figure it writes was measured by the runs it starts.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 from shakegpt.atomic import write_text
 from shakegpt.data import PROJECT_ROOT
-from shakegpt.report import load_run
-from shakegpt.reproduce import display_path
+from shakegpt.errors import report_user_errors
+from shakegpt.race import curve_lines, first_at_target, race
 
 TARGET = 1.88  # nanoGPT's own script ran its CPU recipe to val 1.8857 in 104 s on this kind of machine
 RECIPES = {
@@ -33,22 +31,6 @@ TEN_MINUTES = ["experiment=cpu_fast", "trainer.max_steps=19000", "trainer.val_ch
                "+trainer.max_time=00:00:10:00"]
 
 
-def race(name: str, overrides: list[str], runs: Path) -> dict:
-    """Train one recipe from a fresh process; its validation curve against wall time."""
-    run_dir = (runs / name).resolve()
-    command = ["train.py", *overrides, f"hydra.run.dir={display_path(run_dir)}"]
-    start = time.time()
-    subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
-    total = time.time() - start
-    curve = [(step + 1, loss, wall - start) for step, loss, wall in load_run(run_dir).scalars["val/loss"]]
-    reached = next(((step, loss, seconds) for step, loss, seconds in curve if loss <= TARGET), None)
-    best = min(curve, key=lambda point: point[1])
-    print(f"{name}: best val {best[1]:.4f} at step {best[0]}; {TARGET} "
-          + (f"reached at step {reached[0]} after {reached[2]:.1f} s" if reached else "not reached")
-          + f"; whole command {total:.1f} s", flush=True)
-    return {"command": "python " + " ".join(command), "curve": curve, "reached": reached, "best": best, "total": total}
-
-
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ten-minutes", action="store_true", help="also train cpu_fast for ten minutes")
@@ -57,10 +39,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
 
-    results = {name: race(name, overrides, args.runs) for name, overrides in RECIPES.items()}
+    results = {name: race(name, overrides, args.runs, TARGET) for name, overrides in RECIPES.items()}
     lines = [
         "# cpu_fast against nanoGPT's CPU recipe",
         "",
@@ -72,22 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---:|---:|",
     ]
     for name, result in results.items():
-        reached = result["reached"]
-        first = f"val {reached[1]:.4f} at step {reached[0]}, {reached[2]:.1f} s" if reached else "not reached"
-        lines.append(f"| {name} | {first} | {result['best'][1]:.4f} (step {result['best'][0]}) | {result['total']:.1f} s |")
+        lines.append(f"| {name} | {first_at_target(result)} | {result['best'][1]:.4f} (step {result['best'][0]}) | {result['total']:.1f} s |")
     fast, nano = results["cpu_fast"]["reached"], results["nanogpt_cpu"]["reached"]
     if fast and nano:
         lines += ["", f"cpu_fast reached {TARGET} in {fast[2] / nano[2]:.2f} x the time nanoGPT's recipe took."]
     if args.ten_minutes:
-        ten = results["cpu_fast_ten_minutes"] = race("cpu_fast_ten_minutes", TEN_MINUTES, args.runs)
+        ten = results["cpu_fast_ten_minutes"] = race("cpu_fast_ten_minutes", TEN_MINUTES, args.runs, TARGET)
         lines += ["", f"cpu_fast for ten minutes: best val loss {ten['best'][1]:.4f} at step {ten['best'][0]} "
                   f"({ten['best'][2]:.0f} s), whole command {ten['total']:.0f} s."]
-    lines += ["", "Curves (step: val loss at seconds):", ""]
-    lines += [
-        f"- {name}: `{result['command']}`: "
-        + ", ".join(f"{step}: {loss:.3f} at {seconds:.0f} s" for step, loss, seconds in result["curve"])
-        for name, result in results.items()
-    ]
+    lines += ["", *curve_lines(results)]
     text = "\n".join(lines) + "\n"
     write_text(args.out, text)
     print(text)

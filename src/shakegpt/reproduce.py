@@ -96,6 +96,8 @@ def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int) -> st
         "Samples from each version: [samples.md](samples.md). Training speed against a plain PyTorch loop, and",
         "v7's throughput on this CPU: [bench.md](bench.md) (`python -m shakegpt.bench`). A CPU recipe that reaches",
         "nanoGPT's CPU loss in half its time, measured beside it: [cpu_race.md](cpu_race.md) (`python -m shakegpt.cpu_race`).",
+        "v7's full row needs a GPU: `python -m shakegpt.gpu_race` runs it there, with nanoGPT's config beside it, and",
+        "writes their time to target loss and tokens/s to gpu_race.md. No GPU has run it for these docs yet.",
         "",
         "| version | parameters | lecture val loss | measured val loss (mean ± sd) | per seed | measured train loss (mean) "
         "| reproduced | steps | wall time per run | device |",
