@@ -194,7 +194,7 @@ def bare_lightning_ratio(overrides: list[str], steps: int, skip: int, manual: bo
     return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
 
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 10) -> float:
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = torch.get_num_threads()
     # This machine's speed drifts by 20-40% over minutes: the peak is the best of a measurement
     # before the loops and one after them.
-    peaks = {dtype: matmul_peak(getattr(torch, name), threads) for dtype, name in DTYPES.items()}
+    peaks = {name: matmul_peak(dtype, threads) for name, dtype in DTYPES.items()}
     sampling, rows, paired = [], [], []
     for size in args.sizes:
         spec = SIZES[size]
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
                               f"x the plain loop's ({compared} paired steps)")
         sampling.append(f"- {size}: sampling {sampling_tokens_per_s(spec['overrides']):,.0f} tokens/s (batch 1, 300 tokens)")
 
-    peaks = {dtype: max(peak, matmul_peak(getattr(torch, DTYPES[dtype]), threads)) for dtype, peak in peaks.items()}
+    peaks = {name: max(peak, matmul_peak(DTYPES[name], threads)) for name, peak in peaks.items()}
     peak_line = (f"matmul peak on this machine ({threads} threads, 2048 x 2048, best of 10 before the loops and 10 after): "
                  f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     lines = [

@@ -29,6 +29,7 @@ RECIPES = {
     "nanogpt_gpu": (["experiment=nanogpt_gpu"], 1.4697),
 }
 ROW_TARGET_SECONDS = 120  # v7's whole row (5,000 steps) on one H100
+CPU_TRAINERS = ("cpu", "ddp_cpu")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -43,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
-    if args.trainer != "cpu" and not torch.cuda.is_available():
+    if args.trainer not in CPU_TRAINERS and not torch.cuda.is_available():
         raise UserError(f"--trainer {args.trainer} needs a CUDA GPU and this machine has none")
 
     results = {
