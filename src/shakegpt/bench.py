@@ -81,6 +81,14 @@ def short_run(overrides: list[str], steps: int, log_every: int) -> list[str]:
             f"trainer.log_every_n_steps={log_every}", "data.eval_iters=1", "sample_tokens=1"]
 
 
+def plain_step(model, optimizer, batch) -> None:
+    """One step of a plain PyTorch loop, as the lecture writes it."""
+    loss = model.loss(*batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def plain_tokens_per_s(overrides: list[str], steps: int, interval: int, make_optimizer=shakegpt_optimizer) -> list[float]:
     """The same model and batches in a bare PyTorch loop."""
     with tempfile.TemporaryDirectory() as run_dir:
@@ -95,10 +103,7 @@ def plain_tokens_per_s(overrides: list[str], steps: int, interval: int, make_opt
         for i in range(steps + interval):
             if i % interval == 0:
                 start = time.perf_counter()
-            loss = model.loss(*next(batches))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            plain_step(model, optimizer, next(batches))
             if i % interval == interval - 1:
                 rates.append(interval * tokens_per_step / (time.perf_counter() - start))
     return rates[1:]
@@ -127,10 +132,7 @@ class PairedPlainSteps(L.Callback):
         timed = trainer.global_step >= self.skip
         if timed and self.plain_ended is not None:
             self.shakegpt.append(start - self.plain_ended)
-        loss = self.twin.loss(*next(self.batches))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        plain_step(self.twin, self.optimizer, next(self.batches))
         self.plain_ended = time.perf_counter()
         if timed:
             self.plain.append(self.plain_ended - start)
@@ -142,14 +144,19 @@ class PairedPlainSteps(L.Callback):
         write_json(Path(trainer.default_root_dir) / "paired_steps.json", {"plain_s": self.plain, "shakegpt_s": self.shakegpt})
 
 
+def read_paired_ratio(run_dir: Path) -> tuple[float, int]:
+    """(the Lightning loop's steps/s over the plain loop's, steps compared) from paired_steps.json."""
+    times = json.loads((run_dir / "paired_steps.json").read_text())
+    return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
+
+
 def paired_ratio(overrides: list[str], steps: int, skip: int) -> tuple[float, int]:
     """(shakegpt's steps/s over the plain loop's, steps compared) from paired steps."""
     with tempfile.TemporaryDirectory() as run_dir:
         callback = f"+callbacks.paired={{_target_: {PairedPlainSteps.__module__}.PairedPlainSteps, skip: {skip}}}"
         cfg = compose_config([*short_run(overrides, steps + skip, max(1, steps // 10)), callback], Path(run_dir))
         train(cfg)
-        times = json.loads((Path(run_dir) / "paired_steps.json").read_text())
-    return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
+        return read_paired_ratio(Path(run_dir))
 
 
 class ManualOptimization:
@@ -190,8 +197,7 @@ def bare_lightning_ratio(overrides: list[str], steps: int, skip: int, manual: bo
             default_root_dir=run_dir,
         )
         trainer.fit(model, datamodule=data)
-        times = json.loads((Path(run_dir) / "paired_steps.json").read_text())
-    return sum(times["plain_s"]) / sum(times["shakegpt_s"]), len(times["shakegpt_s"])
+        return read_paired_ratio(Path(run_dir))
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -168,9 +168,11 @@ def train(cfg: DictConfig) -> dict:
     gc.collect()
     gc.freeze()
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        gc.unfreeze()  # the next job of a multirun in this process may collect them again
     fit_seconds = time.perf_counter() - start
-    gc.unfreeze()  # the next job of a multirun in this process may collect them again
 
     final = trainer.callback_metrics
     tokens_per_step = datamodule.batch_size * datamodule.block_size * trainer.world_size
