@@ -1,5 +1,6 @@
 """Train one of the lecture's models: python train.py model=v6 [overrides]; -m for sweeps."""
 
+import logging
 import sys
 
 import hydra
@@ -17,6 +18,7 @@ def main(cfg) -> float:
 
 
 if __name__ == "__main__":
+    logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
     sys.argv = prepare_train_argv(sys.argv)
     register_plugin_defaults()
     main()

@@ -7,6 +7,7 @@ import shlex
 import pytest
 from hydra import compose, initialize_config_dir
 
+from shakegpt.prompt import split_prompt_args
 from shakegpt.sweeps import register_plugin_defaults
 from tests.conftest import ROOT
 
@@ -54,6 +55,8 @@ def test_command_parses(doc, command):
     if args[0] == "torchrun":
         args = ["python", *args[next(i for i, a in enumerate(args) if a.endswith(".py")) :]]
     script, rest = args[1], args[2:]
+    if script == "sample.py":  # the prompt is taken out of argv before Hydra sees it
+        rest = [a for a in split_prompt_args([script, *rest])[0][1:] if a != "--help"]
     if script in ("train.py", "sample.py"):
         register_plugin_defaults()
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -1,11 +1,14 @@
 import io
+import shlex
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from shakegpt.errors import UserError
-from shakegpt.sampling import load_model, write_samples
-from tests.conftest import run_cli
+from shakegpt.sampling import load_model, pick_device, write_samples
+from tests.conftest import ROOT, run_cli, run_script
 
 
 def test_sample_script_streams_from_the_checkpoint(trained_run):
@@ -37,7 +40,7 @@ def test_checkpoint_alone_rebuilds_the_model(trained_run):
 
 
 def test_prompt_outside_the_vocabulary_is_named(trained_run):
-    code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt='日本'")
+    code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=日本")
     assert code == 2
     assert stderr.strip() == "error: characters not in the model's vocabulary: '日', '本'"
 
@@ -57,3 +60,115 @@ def test_a_file_that_is_not_a_shakegpt_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(UserError, match="not a shakegpt checkpoint"):
         load_model(path)
+
+
+# Every class of character a user may type in a prompt, and what the model must receive.
+TYPED_PROMPTS = {
+    "comma": ("To be, or not to be", "To be, or not to be"),
+    "punctuation": ("!?:;.'\"()[]{}", "!?:;.'\"()[]{}"),
+    "colon inside": ("ROMEO: speak", "ROMEO: speak"),
+    "equals": ("a=b == c", "a=b == c"),
+    "edge spaces": ("  spaced  ", "  spaced  "),
+    "non-ASCII": ("€ café 日本", "€ café 日本"),
+    "newline escape": (r"line one\nline two", "line one\nline two"),
+    "backslash escape": (r"back\\slash \q", "back\\slash \\q"),
+    "sweep syntax": ("${oc.env:HOME} [1,2] range(1,3)", "${oc.env:HOME} [1,2] range(1,3)"),
+}
+
+
+@pytest.fixture(scope="module")
+def any_text_checkpoint(tmp_path_factory):
+    """A bigram trained a few steps on a corpus holding every character the prompts use."""
+    run_dir = tmp_path_factory.mktemp("any_text")
+    corpus = run_dir / "corpus.txt"
+    corpus.write_text(("".join(chr(c) for c in range(32, 127)) + "\n€éü日本語\t") * 40, encoding="utf-8")
+    result = run_script(
+        "train.py", "model=bigram", f"data.path={corpus}", "data.block_size=4", "trainer.max_steps=2",
+        "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "data.eval_iters=1", "sample_tokens=2",
+        f"hydra.run.dir={run_dir / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr
+    return run_dir / "run" / "checkpoints" / "best.ckpt"
+
+
+def test_prompts_reach_the_model_as_typed_in_a_shell(any_text_checkpoint):
+    # Typed into bash exactly as a user would quote them; all at once, each a real process.
+    processes = {
+        name: subprocess.Popen(
+            f"{shlex.quote(sys.executable)} sample.py ckpt={any_text_checkpoint} {shlex.quote('prompt=' + typed)} max_new_tokens=0",
+            shell=True, executable="/bin/bash", cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for name, (typed, _) in TYPED_PROMPTS.items()
+    }
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, (name, stderr.decode())
+        assert stdout.decode("utf-8") == TYPED_PROMPTS[name][1] + "\n", name
+
+
+def test_unquoted_prompt_words_are_joined_and_options_after_it_still_apply(any_text_checkpoint):
+    result = run_script("sample.py", f"ckpt={any_text_checkpoint}", "prompt=To", "be,", "or", "not", "max_new_tokens=3", "seed=5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("To be, or not") and len(result.stdout) == len("To be, or not") + 3 + 1
+
+
+def test_prompt_file(any_text_checkpoint, tmp_path):
+    text = "First line, with (brackets) and €\nsecond line \\n stays as written\n"
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(text, encoding="utf-8")
+    code, stderr, stdout = run_cli("sample.py", f"ckpt={any_text_checkpoint}", f"prompt_file={prompt_file}", "max_new_tokens=0")
+    assert code == 0, stderr
+    assert stdout == text + "\n"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "error: cannot read prompt file {path}: No such file or directory"),
+     (b"caf\xe9", "error: prompt file {path} is not UTF-8 text (bad byte at offset 3)")],
+    ids=["missing", "latin-1"],
+)
+def test_bad_prompt_file_is_one_line(any_text_checkpoint, tmp_path, content, message):
+    path = tmp_path / "prompt.txt"
+    if content is not None:
+        path.write_bytes(content)
+    code, stderr, _ = run_cli("sample.py", f"ckpt={any_text_checkpoint}", f"prompt_file={path}")
+    assert code == 2
+    assert stderr.strip() == message.format(path=path)
+
+
+def test_unknown_characters_are_named_whatever_else_the_prompt_holds(trained_run):
+    result = run_script("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=To be, or (not) to be: 日")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: characters not in the model's vocabulary: '(', ')', '日'"
+
+
+def test_help_lists_the_sampling_options_not_the_training_groups():
+    result = run_script("sample.py", "--help")
+    assert result.returncode == 0
+    for option in ("prompt=", "prompt_file=", "max_new_tokens=", "num_samples=", "device=", "\\n for a newline"):
+        assert option in result.stdout, option
+    assert "model: " not in result.stdout and "Configuration groups" not in result.stdout
+
+
+def test_samples_are_drawn_as_one_batch_and_repeat_with_the_seed(trained_run, monkeypatch):
+    model = load_model(trained_run / "checkpoints" / "best.ckpt")
+    batch_sizes = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda idx: batch_sizes.append(len(idx)) or forward(idx))
+    first, again = io.StringIO(), io.StringIO()
+    write_samples(model, "ROMEO:", 20, num_samples=3, seed=3, out=first)
+    assert set(batch_sizes) == {3}
+    write_samples(model, "ROMEO:", 20, num_samples=3, seed=3, out=again)
+    texts = first.getvalue().split("\n" + "-" * 40 + "\n")
+    assert first.getvalue() == again.getvalue() and len(texts) == 3 and len(set(texts)) == 3
+    assert all(text.startswith("ROMEO:") for text in texts)
+
+
+def test_device_auto_is_the_cpu_here_and_a_missing_device_is_one_line():
+    assert pick_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="device must be auto, cpu, cuda, cuda:N or mps, got gpu0"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="this machine has no cuda device"):
+            pick_device("cuda")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import re
 import zipfile
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from shakegpt.atomic import WriteError, os_reason, write_bytes
 from shakegpt.errors import UserError
 
 
@@ -39,18 +40,27 @@ def read_checkpoint(path: str | Path) -> dict:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint I/O, made safe: each file is written beside its target, synced,
-    then renamed over it, so a kill mid-write leaves the previous checkpoint whole; reading
-    goes through read_checkpoint."""
+    then renamed over it, so a kill mid-write leaves the previous checkpoint whole, and a failed
+    write leaves no partial file; reading goes through read_checkpoint. It remembers the newest
+    checkpoint written whole, the one a failure message points the user at."""
+
+    def __init__(self):
+        super().__init__()
+        self.last_good: tuple[Path, int] | None = None  # (path, step)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            # Not parents=True: a run directory deleted during training is an error, not recreated.
+            path.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WriteError(path, os_reason(exc)) from None
+        # Serialised in memory first: torch.save turns a failed file write into a RuntimeError
+        # without the reason, while a plain write reports it (no space left, read-only, ...).
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(path, buffer.getbuffer(), sync=True)
+        self.last_good = (path, checkpoint.get("global_step", 0))
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         return read_checkpoint(path)

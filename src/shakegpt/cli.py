@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from shakegpt.errors import UserError, report_user_errors
@@ -30,6 +31,18 @@ def check_writable(directory: Path) -> None:
         raise UserError(f"cannot write the output directory {directory}: {exc.strerror}") from None
 
 
+# train.py's arguments as typed, for the line that tells how to continue an interrupted run; in
+# the environment so that the processes a sweep launcher or DDP starts see them too.
+COMMAND_ENV = "SHAKEGPT_TRAIN_ARGS"
+
+
+def continue_command() -> str:
+    """The command that continues this run (or sweep): the same arguments with resume=auto."""
+    args = shlex.split(os.environ.get(COMMAND_ENV, ""))
+    kept = [a for a in args if not a.startswith(("resume=", "ckpt_path="))]
+    return shlex.join(["python", "train.py", *kept, "resume=auto"])
+
+
 def external_rank() -> int:
     """This process's global rank when torchrun or SLURM started it (0 otherwise)."""
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
@@ -40,6 +53,7 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     """train.py's argv after the output directory check and resume=auto's redirect. Ranks
     other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
     log to a file of their own and leave .hydra/ to rank 0."""
+    os.environ[COMMAND_ENV] = shlex.join(argv[1:])
     check_writable(output_root(argv[1:]))
     argv = with_resume_dir(argv)
     rank = external_rank()

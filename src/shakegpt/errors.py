@@ -25,6 +25,10 @@ def one_line(exc: BaseException) -> str:
     user_error = find_user_error(exc)
     if user_error is not None:
         return str(user_error)
+    # Hydra's instantiate wraps what a constructor raised in "Error in call to target ...":
+    # the cause is what the user needs to read.
+    if type(exc).__name__ == "InstantiationException" and exc.__cause__ is not None:
+        return one_line(exc.__cause__)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 

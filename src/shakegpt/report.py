@@ -36,6 +36,9 @@ class Run:
     @property
     def status_line(self) -> str:
         """The state, with the reason of a failure: 'failed: <one line>'."""
+        if self.state == "interrupted":
+            where = f"at step {self.status['steps']}" if self.status.get("steps") is not None else "before training started"
+            return f"interrupted {where} by {self.status.get('signal', 'a signal')}; continue with resume=auto"
         return self.state + (f": {self.status['reason']}" if self.status.get("reason") else "")
 
     @property
@@ -254,10 +257,12 @@ def cell(column: str, value) -> str:
 
 
 def varying_overrides(runs: list[Run]) -> tuple[list[str], dict[Path, str]]:
-    """(overrides every job shares, each job's own): the table shows only what differs."""
-    shared = set.intersection(*(set(run.overrides) for run in runs))
-    common = [o for o in runs[0].overrides if o in shared]
-    return common, {run.path: " ".join(o for o in run.overrides if o not in shared) for run in runs}
+    """(overrides every job shares, each job's own): the table shows only what differs. A
+    resumed sweep's resume=auto says how a job ran, not what it trained: left out."""
+    overrides = {run.path: [o for o in run.overrides if not o.startswith("resume=")] for run in runs}
+    shared = set.intersection(*(set(own) for own in overrides.values()))
+    common = [o for o in overrides[runs[0].path] if o in shared]
+    return common, {path: " ".join(o for o in own if o not in shared) for path, own in overrides.items()}
 
 
 def write_curves(runs: list[Run], labels: dict[Path, str], path: Path) -> bool:

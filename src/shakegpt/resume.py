@@ -1,4 +1,4 @@
-"""resume=auto: find the newest unfinished run of the same command and continue it there."""
+"""resume=auto: find the newest unfinished run (or sweep) of the same command and continue it there."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from omegaconf import OmegaConf
 
 from shakegpt.status import read_status
 
-RUN_ROOT = Path("outputs")
+RUN_ROOT, SWEEP_ROOT = Path("outputs"), Path("multirun")
 # Overrides that say how to run, not what to train: a run resumed with them is the same run.
-NOT_CONFIG = ("resume=", "ckpt_path=", "hydra.", "+hydra.", "threads=")
+# (Flags such as -m are not overrides.)
+NOT_CONFIG = ("resume=", "ckpt_path=", "hydra.", "+hydra.", "threads=", "-")
 
 
 def config_overrides(overrides) -> list[str]:
@@ -36,13 +37,29 @@ def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | N
     return max(candidates, key=lambda run: last_checkpoint(run).stat().st_mtime, default=None)
 
 
+def find_unfinished_sweep(overrides: list[str], root: Path = SWEEP_ROOT) -> Path | None:
+    """The sweep under root that did not end, launched with the same overrides, newest first."""
+    wanted = config_overrides(overrides)
+    candidates = []
+    for saved in root.glob("*/*/multirun.yaml"):
+        sweep = saved.parent
+        if read_status(sweep).get("state") == "finished":
+            continue
+        task = OmegaConf.load(saved).hydra.overrides.task
+        if config_overrides(task) == wanted:
+            candidates.append(sweep)
+    return max(candidates, key=lambda sweep: (sweep / "multirun.yaml").stat().st_mtime, default=None)
+
+
 def with_resume_dir(argv: list[str]) -> list[str]:
-    """train.py's argv, with hydra.run.dir pointing at the run that resume=auto continues (when
-    one exists and the command names no directory itself)."""
+    """train.py's argv, with hydra.run.dir (hydra.sweep.dir for -m) pointing at the run (sweep)
+    that resume=auto continues, when one exists and the command names no directory itself."""
     args = argv[1:]
-    if "resume=auto" not in args or "-m" in args or "--multirun" in args:
+    if "resume=auto" not in args:
         return argv
-    if any(a.startswith("hydra.run.dir=") for a in args):
+    multirun = "-m" in args or "--multirun" in args
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    if any(a.startswith(key) for a in args):
         return argv
-    run = find_unfinished_run(args)
-    return argv if run is None else [*argv, f"hydra.run.dir={run}"]
+    found = find_unfinished_sweep(args) if multirun else find_unfinished_run(args)
+    return argv if found is None else [*argv, f"{key}{found}"]

@@ -6,6 +6,8 @@ import contextlib
 import gc
 import logging
 import os
+import signal
+import sys
 import time
 import warnings
 from datetime import timedelta
@@ -16,13 +18,16 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from shakegpt.atomic import write_json
+from shakegpt.atomic import WriteError, os_reason, write_json
 from shakegpt.callbacks import Checkpoint, EvaluateAtEnd, StepProgressBar, TextSample, Throughput
 from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.distributed import job_scope, use_job_subprocess_command
 from shakegpt.errors import UserError, one_line
+from shakegpt.cli import continue_command
+from shakegpt.interrupts import Interrupted, StopOnSignal, record_interrupt, signals_interrupt
 from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
 from shakegpt.report import flatten
 from shakegpt.resume import last_checkpoint
@@ -142,20 +147,23 @@ def train(cfg: DictConfig) -> dict:
     torch.set_num_threads(pick_threads(cfg.threads, n_params, parallel_jobs()))
     write_status(out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params)
 
+    checkpoint_io = AtomicCheckpointIO()
     checkpoint = Checkpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True,
         enable_version_counter=False,
     )
+    stop = StopOnSignal(last_checkpoint(out))
     callbacks = [
         checkpoint,
         periodic_checkpoint(cfg.checkpoint, out / "checkpoints"),
+        stop,
         EvaluateAtEnd(),
         Throughput(),
         TextSample(cfg.sample_tokens, cfg.seed),
         StepProgressBar(),
         *(instantiate(callback) for callback in cfg.callbacks.values()),
     ]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[checkpoint_io])
 
     effective_batch = trainer.world_size * datamodule.batch_size
     log.info(
@@ -163,6 +171,20 @@ def train(cfg: DictConfig) -> dict:
         trainer.world_size, trainer.num_nodes, datamodule.batch_size, effective_batch, datamodule.block_size,
     )
     ckpt_path, first_step = resume_from(cfg, out)
+    try:
+        fit_seconds = fit(trainer, model, datamodule, ckpt_path)
+        return summarise(cfg, trainer, datamodule, checkpoint, logger, out, optimizer["lr"], fit_seconds, first_step)
+    except SIGTERMException:  # Lightning's stop on the flag StopOnSignal raised
+        raise Interrupted(stop.signum or signal.SIGTERM, trainer.global_step, stop.checkpoint) from None
+    except OSError as exc:  # TensorBoard's event writer, or anything else that writes without WriteError
+        path = os.fsdecode(exc.filename) if exc.filename else out
+        raise with_last_good(WriteError(path, os_reason(exc)), checkpoint_io, ckpt_path, first_step) from None
+    except WriteError as exc:
+        raise with_last_good(exc, checkpoint_io, ckpt_path, first_step) from None
+
+
+def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
+    """trainer.fit; its wall seconds."""
     # Imports and setup leave ~400k objects that live as long as the run: freezing them keeps each
     # full garbage collection (0.25 s here, one every ~1000 tiny steps) from scanning them again.
     gc.collect()
@@ -172,15 +194,30 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     finally:
         gc.unfreeze()  # the next job of a multirun in this process may collect them again
-    fit_seconds = time.perf_counter() - start
+    return time.perf_counter() - start
 
+
+def with_last_good(error: WriteError, checkpoint_io: AtomicCheckpointIO, resumed: str | None, first_step: int):
+    """The write error, naming the checkpoint a user can continue from."""
+    last_good = checkpoint_io.last_good or ((resumed, first_step) if resumed else None)
+    if last_good is None:
+        note = "no checkpoint was written"
+    elif Path(last_good[0]).is_file():
+        note = f"the last good checkpoint is {last_good[0]} (step {last_good[1]})"
+    else:
+        note = f"the last checkpoint written, {last_good[0]} (step {last_good[1]}), is gone too"
+    return WriteError(error.path, error.reason, note)
+
+
+def summarise(cfg, trainer, datamodule, checkpoint, logger, out: Path, lr: float, fit_seconds: float, first_step: int) -> dict:
+    """metrics.json, the hparams view's final figures, status finished and the closing line."""
     final = trainer.callback_metrics
     tokens_per_step = datamodule.batch_size * datamodule.block_size * trainer.world_size
     tokens = trainer.global_step * tokens_per_step
     metrics = {
         "model": HydraConfig.get().runtime.choices.get("model"),
-        "parameters": n_params,
-        "lr": optimizer["lr"],
+        "parameters": sum(p.numel() for p in trainer.lightning_module.parameters()),
+        "lr": lr,
         "steps": trainer.global_step,
         "tokens": tokens,
         "fit_seconds": round(fit_seconds, 2),
@@ -190,11 +227,11 @@ def train(cfg: DictConfig) -> dict:
         "best_val_loss": float(checkpoint.best_model_score),
         "val_perplexity": float(final["val/perplexity"]),
         "device": device_name(trainer),
-        "effective_batch": effective_batch,
+        "effective_batch": trainer.world_size * datamodule.batch_size,
     }
     if trainer.is_global_zero:
         logger.log_hyperparams(
-            hparams(cfg, optimizer["lr"]),
+            hparams(cfg, lr),
             {"hp/final_val_loss": metrics["final_val_loss"], "hp/best_val_loss": metrics["best_val_loss"]},
         )
         logger.finalize("success")
@@ -218,13 +255,13 @@ def periodic_checkpoint(settings: DictConfig, dirpath: Path) -> Checkpoint:
 
 
 def resume_from(cfg: DictConfig, out: Path) -> tuple[str | None, int]:
-    """(checkpoint, its step) this run continues from: ckpt_path, or with resume=auto this
-    directory's last.ckpt (train.py pointed the run at the newest unfinished run of the same
-    command); (None, 0) for a fresh start."""
-    if cfg.ckpt_path is not None:
-        path = Path(cfg.ckpt_path)
-    elif cfg.resume == "auto" and last_checkpoint(out).is_file():
+    """(checkpoint, its step) this run continues from: with resume=auto this directory's
+    last.ckpt (train.py pointed the run at the newest unfinished run of the same command), else
+    ckpt_path; (None, 0) for a fresh start."""
+    if cfg.resume == "auto" and last_checkpoint(out).is_file():
         path = last_checkpoint(out)
+    elif cfg.ckpt_path is not None:
+        path = Path(cfg.ckpt_path)
     else:
         if cfg.resume == "auto":
             log.info("resume=auto: no unfinished run of this command with a checkpoint; starting fresh")
@@ -252,14 +289,20 @@ def find_lr(cfg: DictConfig, model, datamodule, out: Path, logger) -> float:
 
 def train_job(cfg: DictConfig) -> float:
     """train.py's task: the best validation loss, which sweepers minimise. In a sweep a failing
-    job is recorded as failed with its reason and returns NaN, so the other jobs go on."""
+    job is recorded as failed with its reason and returns NaN, so the other jobs go on; a signal
+    stops the job, and the sweep with it, exiting 130 (SIGINT) or 143 (SIGTERM)."""
     hydra_cfg = HydraConfig.get()
+    out = Path(hydra_cfg.runtime.output_dir)
     use_job_subprocess_command()
     try:
-        with job_scope() if hydra_cfg.mode == RunMode.MULTIRUN else contextlib.nullcontext():
+        with signals_interrupt(), job_scope() if hydra_cfg.mode == RunMode.MULTIRUN else contextlib.nullcontext():
             return train(cfg).get("best_val_loss", float("nan"))
+    except Interrupted as stop:
+        record_interrupt(stop, out, continue_command())
+        sys.exit(stop.exit_code)
     except Exception as exc:
-        write_status(Path(hydra_cfg.runtime.output_dir), "failed", reason=one_line(exc))
+        with contextlib.suppress(UserError, OSError):  # the disk may be what failed
+            write_status(out, "failed", reason=one_line(exc))
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise
         log.error("job %s failed: %s", hydra_cfg.job.num, one_line(exc))

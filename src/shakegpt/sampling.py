@@ -47,6 +47,22 @@ def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num
         raise UserError(f"num_samples must be a positive integer, got {num_samples}")
 
 
+def pick_device(name: str) -> torch.device:
+    """device=auto is CUDA when there is a GPU, else the CPU; a device named but absent is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name}") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise UserError(f"device={name}, but this machine has no {device.type} device; use device=auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device={name}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def write_samples(
     model: LanguageModel,
     prompt: str,
@@ -57,17 +73,22 @@ def write_samples(
     num_samples: int = 1,
     out=None,
 ) -> None:
-    """Stream num_samples continuations of prompt to out (stdout), character by character."""
+    """num_samples continuations of prompt, drawn together as one batch on the model's device,
+    to out (stdout). A single sample streams character by character."""
     check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
     out = out or sys.stdout
     tokens = model.vocab.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
-    generator = torch.Generator().manual_seed(seed)
-    for i in range(num_samples):
-        if i:
-            out.write("\n" + "-" * 40 + "\n")
+    device = model.device
+    generator = torch.Generator(device).manual_seed(seed)
+    start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
+    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+    if num_samples == 1:
         out.write(prompt)
-        start = torch.tensor([tokens])
-        for token in model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator):
+        for token in stream:
             out.write(model.vocab.decode(token[0].tolist()))
             out.flush()
-    out.write("\n")
+        out.write("\n")
+        return
+    generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
+    texts = [prompt + model.vocab.decode(row) for row in generated]
+    out.write(("\n" + "-" * 40 + "\n").join(texts) + "\n")

@@ -12,7 +12,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from shakegpt.data import PROJECT_ROOT
+from shakegpt.errors import UserError
 from shakegpt.report import write_sweep_summary
+from shakegpt.status import write_status
 
 log = logging.getLogger(__name__)
 SEARCH_SPACE = PROJECT_ROOT / "conf" / "optuna_search_space.yaml"
@@ -20,11 +22,22 @@ SEARCH_SPACE = PROJECT_ROOT / "conf" / "optuna_search_space.yaml"
 
 class SweepSummary(Callback):
     """Writes summary.md/.csv and curves.png into the sweep directory; the multirun exits
-    non-zero only when every job failed."""
+    non-zero only when every job failed. The sweep's own status.json says whether it ended,
+    which is how resume=auto finds an unfinished sweep."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        sweep.mkdir(parents=True, exist_ok=True)
+        write_status(sweep, "running")
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        rows = write_sweep_summary(sweep)
+        try:
+            rows = write_sweep_summary(sweep)
+            write_status(sweep, "finished")
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
         failed = [r for r in rows if r["status"].startswith("failed")]
         log.info("sweep summary: %s (%d of %d jobs failed)", sweep / "summary.md", len(failed), len(rows))
         if rows and len(failed) == len(rows):

@@ -1,0 +1,238 @@
+"""Ctrl-C, SIGTERM, a full disk and an interrupted sweep: each ends in one line, loses at most
+the current step, and continues with resume=auto to exactly the uninterrupted result."""
+
+import errno
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shakegpt.checkpoints import read_checkpoint
+from tests.conftest import ROOT, run_cli, run_script
+from tests.test_robustness import RESUMABLE, val_curve
+
+LOSSES = ("final_train_loss", "final_val_loss", "best_val_loss", "steps")
+# A 2 x 2 sweep of tiny runs; the second pair runs long enough to be interrupted mid-job.
+SWEEP = [
+    "model=v6", "trainer.max_steps=100,300", "data.block_size=8,16", "trainer.val_check_interval=50",
+    "data.eval_iters=4", "checkpoint.every_n_steps=10", "checkpoint.every_minutes=null", "sample_tokens=10",
+]
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def status(run_dir):
+    return json.loads((run_dir / "status.json").read_text())
+
+
+def signal_when(command, ready, signum, timeout=120):
+    """Start command, send signum once ready() holds; (exit code, stderr)."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None and not ready():
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stderr
+
+
+def checkpoint_at_least(path, step):
+    def ready():
+        try:
+            return read_checkpoint(path)["global_step"] >= step
+        except Exception:
+            return False
+
+    return ready
+
+
+def printed_command(stderr):
+    """The arguments of the `continue with: python train.py ...` line."""
+    last = stderr.strip().splitlines()[-1]
+    found = re.search(r"; continue with: python train\.py (.*)$", last)
+    assert found, last
+    return shlex.split(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("whole")
+    result = run_script("train.py", *RESUMABLE, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_the_step_reached_and_resume_ends_as_the_uninterrupted_run(tmp_path, whole_run, signum, code):
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={run_dir}"]
+    returncode, stderr = signal_when(command, checkpoint_at_least(last, 60), signum)
+
+    assert returncode == code, stderr
+    state = status(run_dir)
+    step = read_checkpoint(last)["global_step"]
+    assert state["state"] == "interrupted" and state["steps"] == step and state["signal"] == signum.name
+    assert 60 <= step < 400
+    assert stderr.strip().splitlines()[-1].startswith(f"interrupted by {signum.name} at step {step}, checkpoint {last}")
+    assert not list(run_dir.rglob("*.partial*"))
+    code, _, report = run_cli("report.py", str(run_dir))
+    assert code == 0 and f"status: interrupted at step {step} by {signum.name}" in report
+
+    args = printed_command(stderr)
+    assert args == [*RESUMABLE, f"hydra.run.dir={run_dir}", "resume=auto"]
+    result = run_script("train.py", *args)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from {last} at step {step}" in result.stdout
+    assert {k: metrics(run_dir)[k] for k in LOSSES} == {k: metrics(whole_run)[k] for k in LOSSES}
+    assert val_curve(run_dir) == val_curve(whole_run)
+
+
+def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
+    # last.ckpt first appears at step 50, just before that step's (long) evaluation starts: the
+    # signal lands in the evaluation, which finishes; then the run stops at step 50.
+    slow_eval = [o for o in RESUMABLE if not o.startswith(("data.eval_iters", "checkpoint.every_n_steps"))]
+    slow_eval += ["data.eval_iters=2000", "checkpoint.every_n_steps=50"]
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train.py"), *slow_eval, f"hydra.run.dir={run_dir}"]
+    returncode, stderr = signal_when(command, (run_dir / "checkpoints" / "last.ckpt").exists, signal.SIGINT)
+    assert returncode == 130, stderr
+    assert "stopping after the evaluation in progress" in stderr
+    assert status(run_dir)["steps"] == 50
+    assert list(val_curve(run_dir)) == [49]  # TensorBoard counts steps from 0
+    assert read_checkpoint(run_dir / "checkpoints" / "best.ckpt")["global_step"] == 50
+
+
+def test_interrupt_before_training_is_one_line(tmp_path):
+    # Sent while the process still imports and builds: no checkpoint yet, still a clean stop.
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={run_dir}"]
+    returncode, stderr = signal_when(command, lambda: (run_dir / "status.json").exists(), signal.SIGTERM)
+    assert returncode == 143
+    assert "Traceback" not in stderr
+    assert re.search(r"interrupted by SIGTERM (before training started|at step \d+)", stderr.strip().splitlines()[-1])
+
+
+def test_a_2x2_sweep_interrupted_in_its_third_job_resumes_to_the_uninterrupted_sweep(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_script("train.py", "-m", *SWEEP, f"hydra.sweep.dir={whole}").returncode == 0
+    command = [sys.executable, str(ROOT / "train.py"), "-m", *SWEEP, f"hydra.sweep.dir={cut}"]
+    returncode, stderr = signal_when(command, checkpoint_at_least(cut / "2" / "checkpoints" / "last.ckpt", 20), signal.SIGINT)
+    assert returncode == 130, stderr
+    assert [status(cut / str(j))["state"] for j in range(3)] == ["finished", "finished", "interrupted"]
+    assert not (cut / "3").exists()
+    finished_before = {j: (cut / str(j) / "metrics.json").stat().st_mtime_ns for j in (0, 1)}
+    hydra_before = {j: (cut / str(j) / ".hydra" / "config.yaml").stat().st_mtime_ns for j in (0, 1)}
+
+    args = printed_command(stderr)
+    assert args == ["-m", *SWEEP, f"hydra.sweep.dir={cut}", "resume=auto"]
+    result = run_script("train.py", *args)
+    assert result.returncode == 0, result.stderr
+    for j in (0, 1):  # finished jobs are left as they are
+        assert (cut / str(j) / "metrics.json").stat().st_mtime_ns == finished_before[j]
+        assert (cut / str(j) / ".hydra" / "config.yaml").stat().st_mtime_ns == hydra_before[j]
+    for j in range(4):
+        assert {k: metrics(cut / str(j))[k] for k in LOSSES} == {k: metrics(whole / str(j))[k] for k in LOSSES}, j
+    summary = (cut / "summary.md").read_text()
+    assert "4 jobs: 4 finished, 0 failed" in summary and "resume=auto" not in summary.split("Every job")[1]
+    assert status(cut)["state"] == "finished"
+
+
+def test_resume_auto_finds_the_newest_unfinished_sweep_of_the_same_command(tmp_path):
+    from shakegpt.resume import find_unfinished_sweep
+
+    def make_sweep(name, task, state):
+        sweep = tmp_path / "multirun" / "2026-01-01" / name
+        sweep.mkdir(parents=True)
+        (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task:\n" + "".join(f"    - {o}\n" for o in task))
+        (sweep / "status.json").write_text(json.dumps({"state": state}))
+        time.sleep(0.01)
+        return sweep
+
+    make_sweep("a", ["model=v6", "data.block_size=8,16"], "running")
+    newest = make_sweep("b", ["model=v6", "data.block_size=8,16", "resume=auto"], "running")
+    make_sweep("c", ["model=v6", "data.block_size=8,16"], "finished")
+    make_sweep("d", ["model=v5", "data.block_size=8,16"], "running")
+    wanted = ["-m", "data.block_size=8,16", "model=v6", "resume=auto"]
+    assert find_unfinished_sweep(wanted, tmp_path / "multirun") == newest
+    assert find_unfinished_sweep(["-m", "model=v4"], tmp_path / "multirun") is None
+
+
+def mount_tiny_tmpfs(path, size="1200k") -> bool:
+    path.mkdir()
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path):
+    disk = tmp_path / "disk"
+    if not mount_tiny_tmpfs(disk):
+        pytest.skip("needs root to mount a tmpfs; test_a_failed_write_leaves_no_partial_file simulates it")
+    try:
+        run_dir = disk / "run"
+        result = run_script(
+            "train.py", "model=v6", "trainer.max_steps=2000", "trainer.val_check_interval=100", "data.eval_iters=4",
+            "checkpoint.every_n_steps=20", "checkpoint.every_minutes=null", f"hydra.run.dir={run_dir}",
+        )
+        assert result.returncode == 2
+        last_line = result.stderr.strip().splitlines()[-1]
+        found = re.fullmatch(r"error: cannot write (\S+): No space left on device; the last good checkpoint is (\S+) \(step (\d+)\)", last_line)
+        assert found, result.stderr[-3000:]
+        assert read_checkpoint(found.group(2))["global_step"] == int(found.group(3))
+        assert not list(run_dir.rglob("*.partial*"))
+        assert status(run_dir) | {"state": "failed"} == status(run_dir) and status(run_dir)["reason"] == last_line[len("error: "):]
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS], ids=["full", "read-only"])
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, err, trained_run):
+    from shakegpt import atomic
+    from shakegpt.checkpoints import AtomicCheckpointIO
+
+    target = tmp_path / "last.ckpt"
+    target.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes())
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(err, os.strerror(err))))
+    with pytest.raises(atomic.WriteError, match=f"cannot write {target}: {os.strerror(err)}"):
+        AtomicCheckpointIO().save_checkpoint(read_checkpoint(target), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    read_checkpoint(target)  # the previous checkpoint is intact
+
+
+def test_a_vanished_run_directory_is_not_recreated(tmp_path):
+    from shakegpt.atomic import WriteError
+    from shakegpt.checkpoints import AtomicCheckpointIO
+
+    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'gone' / 'checkpoints' / 'last.ckpt'}: No such file"):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 1}, tmp_path / "gone" / "checkpoints" / "last.ckpt")
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_sweep_summary_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, trained_run):
+    import shutil
+
+    from shakegpt import atomic
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained_run, sweep / "0")
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    code, stderr, _ = run_cli("report.py", str(sweep))
+    assert code == 2
+    assert stderr.strip() == f"error: cannot write {sweep / 'summary.csv'}: No space left on device"
+    assert not list(sweep.glob(".*partial*"))
+
+
+def test_a_job_that_fails_while_being_built_records_the_cause(tmp_path):
+    result = run_script("train.py", "-m", "model=v6", "+model.colour=blue", "trainer.max_steps=5", f"hydra.sweep.dir={tmp_path}")
+    reason = status(tmp_path / "0")["reason"]
+    assert result.returncode == 1
+    assert reason.startswith("TypeError: ") and "colour" in reason, reason
