@@ -6,7 +6,7 @@ import sys
 import hydra
 
 from shakegpt.errors import report_user_errors
-from shakegpt.cli import prepare_train_argv
+from shakegpt.cli import prepare_train_argv, run_interruptible
 from shakegpt.run import train_job
 from shakegpt.sweeps import register_plugin_defaults
 
@@ -21,4 +21,4 @@ if __name__ == "__main__":
     logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
     sys.argv = prepare_train_argv(sys.argv)
     register_plugin_defaults()
-    main()
+    run_interruptible(main)

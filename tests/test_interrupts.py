@@ -20,7 +20,7 @@ from tests.test_robustness import RESUMABLE, val_curve
 LOSSES = ("final_train_loss", "final_val_loss", "best_val_loss", "steps")
 # A 2 x 2 sweep of tiny runs; the second pair runs long enough to be interrupted mid-job.
 SWEEP = [
-    "model=v6", "trainer.max_steps=100,300", "data.block_size=8,16", "trainer.val_check_interval=50",
+    "model=v6", "trainer.max_steps=60,200", "data.block_size=8,16", "trainer.val_check_interval=50",
     "data.eval_iters=4", "checkpoint.every_n_steps=10", "checkpoint.every_minutes=null", "sample_tokens=10",
 ]
 
@@ -236,3 +236,15 @@ def test_a_job_that_fails_while_being_built_records_the_cause(tmp_path):
     reason = status(tmp_path / "0")["reason"]
     assert result.returncode == 1
     assert reason.startswith("TypeError: ") and "colour" in reason, reason
+
+
+def test_a_disk_too_full_to_start_on_is_one_line(tmp_path):
+    disk = tmp_path / "disk"
+    if not mount_tiny_tmpfs(disk, size="8k"):
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        code, stderr, _ = run_cli("train.py", "model=v6", f"hydra.run.dir={disk / 'run'}")
+        assert code == 2
+        assert stderr.strip() == f"error: cannot write the output directory {disk / 'run'}: No space left on device"
+    finally:
+        subprocess.run(["umount", str(disk)])

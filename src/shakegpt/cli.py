@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
+import sys
 from pathlib import Path
 
 from shakegpt.errors import UserError, report_user_errors
+from shakegpt.interrupts import Interrupted, signals_interrupt
 from shakegpt.resume import with_resume_dir
 
 
@@ -20,15 +24,25 @@ def output_root(args: list[str]) -> Path:
     return Path("multirun" if multirun else "outputs")
 
 
+# Hydra writes the run's .hydra/ files (about 10 kB) before any of shakegpt's code runs, and
+# reports a failure there as a traceback: the probe checks that much room first.
+PROBE_BYTES = 64 * 1024
+
+
 def check_writable(directory: Path) -> None:
     """Fail before any work when the output directory cannot be created and written."""
+    probe = directory / f".write-test-{os.getpid()}"
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with open(probe, "wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
         raise UserError(f"cannot write the output directory {directory}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 # train.py's arguments as typed, for the line that tells how to continue an interrupted run; in
@@ -60,3 +74,15 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     if rank != 0:
         argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]
     return argv
+
+
+def run_interruptible(main) -> None:
+    """Run train.py's main; a signal that no run caught (a sweep launcher waiting on its jobs,
+    say) ends in one line and the shell's exit code, not a traceback."""
+    try:
+        with signals_interrupt():
+            main()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"interrupted by {stop}; continue with: {continue_command()}", file=sys.stderr)
+        sys.exit(stop.exit_code)
