@@ -60,8 +60,12 @@ def test_command_parses(doc, command):
     if script in ("train.py", "sample.py"):
         register_plugin_defaults()
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config" if script == "train.py" else "sample", hydra_overrides(rest), return_hydra_config=True)
-        assert cfg.hydra.runtime.choices is not None
+            overrides = hydra_overrides(rest)
+            cfg = compose("config" if script == "train.py" else "sample", overrides, return_hydra_config=True)
+        choices = cfg.hydra.runtime.choices
+        for key, _, value in (o.partition("=") for o in overrides):  # each group picked is the one composed
+            if key in choices:
+                assert choices[key] == value, (key, choices[key])
     elif script == "report.py":
         import runpy
 

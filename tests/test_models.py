@@ -72,3 +72,26 @@ def test_generate_extends_and_respects_top_k():
     out = model.generate(torch.zeros((2, 1), dtype=torch.long), 20, top_k=1)
     assert out.shape == (2, 21)
     assert torch.equal(out[0], out[1])  # top_k=1 is greedy: both rows agree
+
+
+@pytest.mark.parametrize(
+    "version, overrides, message",
+    [
+        ("v3_ff", ["+model.head_size=16"], "model.head_size=16 does not fit v3_ff: its heads join into the n_embd-wide stream, so head_size is n_embd / n_head = 8"),
+        ("v4", ["+model.head_size=4"], "model.head_size=4 does not fit v4"),
+        ("v6", ["+model.dropout=0.2"], "model.dropout=0.2, but v6 has no dropout (v7 adds it)"),
+        ("v2", ["+model.dropout=0.1"], "model.dropout=0.1, but v2 has no dropout"),
+    ],
+)
+def test_settings_a_version_would_ignore_are_refused(version, overrides, message):
+    from shakegpt.errors import find_user_error
+
+    with pytest.raises(Exception) as caught:  # Hydra's instantiate wraps it
+        build(version, *overrides)
+    assert str(find_user_error(caught.value)).startswith(message)
+
+
+def test_settings_a_version_uses_are_accepted():
+    assert build("v2")[0].head_size == 16  # v2's row: one head of 16 over a 32-wide embedding
+    assert build("v3_ff", "+model.head_size=8")[0].head_size == 8
+    assert build("v7", "model.dropout=0.1")[0].dropout == 0.1

@@ -35,6 +35,11 @@ class CausalSelfAttention(nn.Module):
 
 
 class V2(LanguageModel):
+    # v2 and v3 hand the concatenated heads straight to lm_head, so the heads may be any size;
+    # from v3_ff on they feed n_embd-wide layers and head_size is n_embd / n_head.
+    FREE_HEAD_SIZE = True
+    HAS_DROPOUT = False  # v7 adds it
+
     def __init__(
         self,
         vocab: str,
@@ -52,6 +57,7 @@ class V2(LanguageModel):
             raise UserError(f"model.n_embd={n_embd} must be divisible by model.n_head={n_head}")
         if not 0 <= dropout < 1:
             raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
+        check_used(type(self), n_embd, n_head, head_size, dropout)
         self.n_embd, self.n_head, self.n_layer, self.dropout = n_embd, n_head, n_layer, dropout
         self.head_size = head_size or n_embd // n_head
         self.token_embedding = nn.Embedding(len(vocab), n_embd)
@@ -79,3 +85,15 @@ def check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
         if int(value) != value or value < 1:
             raise UserError(f"model.{name} must be a positive integer, got {value}")
+
+
+def check_used(version: type, n_embd: int, n_head: int, head_size: int | None, dropout: float) -> None:
+    """Settings this version would ignore (or crash on) are refused in one line."""
+    name = version.__module__.rpartition(".")[2]  # v3_ff, v4, ...: the file, as model= names it
+    if head_size is not None and not version.FREE_HEAD_SIZE and head_size * n_head != n_embd:
+        raise UserError(
+            f"model.head_size={head_size} does not fit {name}: its heads join into the n_embd-wide stream, "
+            f"so head_size is n_embd / n_head = {n_embd // n_head}; leave head_size out"
+        )
+    if dropout and not version.HAS_DROPOUT:
+        raise UserError(f"model.dropout={dropout}, but {name} has no dropout (v7 adds it); leave model.dropout out")

@@ -9,6 +9,8 @@ from shakegpt.models.v2 import V2
 
 
 class V3FF(V2):
+    FREE_HEAD_SIZE = False
+
     def make_body(self) -> nn.Module:
         return nn.Sequential(super().make_body(), nn.Linear(self.n_embd, self.n_embd), nn.ReLU())
 

@@ -21,6 +21,8 @@ class Block(v6.Block):
 
 
 class V7(v6.V6):
+    HAS_DROPOUT = True
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.apply(init_weights)
