@@ -62,17 +62,14 @@ def test_a_file_that_is_not_a_shakegpt_checkpoint(tmp_path):
         load_model(path)
 
 
-# Every class of character a user may type in a prompt, and what the model must receive.
+# Every class of character a user may type in a prompt (several classes to a prompt, one
+# process each), and what the model must receive.
 TYPED_PROMPTS = {
-    "comma": ("To be, or not to be", "To be, or not to be"),
-    "punctuation": ("!?:;.'\"()[]{}", "!?:;.'\"()[]{}"),
-    "colon inside": ("ROMEO: speak", "ROMEO: speak"),
-    "equals": ("a=b == c", "a=b == c"),
-    "edge spaces": ("  spaced  ", "  spaced  "),
-    "non-ASCII": ("€ café 日本", "€ café 日本"),
-    "newline escape": (r"line one\nline two", "line one\nline two"),
-    "backslash escape": (r"back\\slash \q", "back\\slash \\q"),
-    "sweep syntax": ("${oc.env:HOME} [1,2] range(1,3)", "${oc.env:HOME} [1,2] range(1,3)"),
+    "commas, punctuation, a colon inside, equals": (
+        "To be, or not to be: !?;.'\"()[]{} a=b == c", "To be, or not to be: !?;.'\"()[]{} a=b == c"),
+    "spaces at both ends, non-ASCII": ("  € café 日本  ", "  € café 日本  "),
+    "escapes": (r"line one\nline two, back\\slash \q", "line one\nline two, back\\slash \\q"),
+    "Hydra's own syntax": ("${oc.env:HOME} [1,2] range(1,3)", "${oc.env:HOME} [1,2] range(1,3)"),
 }
 
 
