@@ -5,6 +5,7 @@ import sys
 
 import hydra
 
+from shakegpt.atomic import quiet_background_write_errors
 from shakegpt.errors import report_user_errors
 from shakegpt.cli import prepare_train_argv, run_interruptible
 from shakegpt.run import train_job
@@ -19,6 +20,7 @@ def main(cfg) -> float:
 
 if __name__ == "__main__":
     logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
+    quiet_background_write_errors()
     sys.argv = prepare_train_argv(sys.argv)
     register_plugin_defaults()
     run_interruptible(main)

@@ -59,3 +59,17 @@ def save_figure(figure, path: Path) -> None:
     # The temporary name keeps the suffix matplotlib reads the format from.
     with replacing(path, path.with_name(f".partial.{path.name}")) as tmp:
         figure.savefig(tmp, dpi=120)
+
+
+def quiet_background_write_errors() -> None:
+    """TensorBoard writes events from a thread of its own, which prints a traceback when the disk
+    fails; the training thread meets the same error at its next write and reports it in one line."""
+    import threading
+
+    default = threading.excepthook
+
+    def hook(args):
+        if not issubclass(args.exc_type, OSError):
+            default(args)
+
+    threading.excepthook = hook
