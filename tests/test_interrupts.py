@@ -116,7 +116,7 @@ def test_interrupt_before_training_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={run_dir}"]
     returncode, stderr = signal_when(command, lambda: (run_dir / "status.json").exists(), signal.SIGTERM)
-    assert returncode == 143
+    assert returncode == 143, (returncode, stderr[-3000:])
     assert "Traceback" not in stderr
     assert re.search(r"interrupted by SIGTERM (before training started|at step \d+)", stderr.strip().splitlines()[-1])
 

@@ -49,23 +49,32 @@ class Vocabulary:
         return "".join(self.chars[int(t)] for t in tokens)
 
 
+def read_bytes(path: Path, what: str) -> bytes:
+    """A file the user named (what: 'corpus', 'prompt file'), or one line saying why not."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def decode_utf8(raw: bytes, path: Path, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
 def read_corpus(path: str | Path | None) -> str:
     """The corpus text; the shipped Tiny Shakespeare (checksum-verified) when path is None."""
     corpus = Path(path) if path is not None else DEFAULT_CORPUS
-    try:
-        raw = corpus.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read corpus {corpus}: {exc.strerror}") from None
+    raw = read_bytes(corpus, "corpus")
     if path is None and hashlib.sha256(raw).hexdigest() != DEFAULT_CORPUS_SHA256:
         raise UserError(f"{corpus} is not the shipped Tiny Shakespeare (sha256 mismatch)")
     if not raw:
         raise UserError(f"corpus {corpus} is empty")
     if b"\x00" in raw:
         raise UserError(f"corpus {corpus} looks binary (contains NUL bytes), expected UTF-8 text")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"corpus {corpus} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    return decode_utf8(raw, corpus, "corpus")
 
 
 def mix_seed(*parts: int) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from shakegpt.errors import UserError
 from shakegpt.status import write_status
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -36,23 +37,41 @@ class Interrupted(BaseException):
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
+class Received:
+    signum: int | None = None
+
+
 @contextlib.contextmanager
 def signals_interrupt():
     """Within the block, SIGINT and SIGTERM raise Interrupted (SIGTERM would otherwise kill the
-    process without a word, SIGINT print a traceback)."""
+    process without a word, SIGINT print a traceback). Raised in the middle of library code, it
+    can leave that code to fail with an error of its own: the yielded Received names the signal
+    that came, so the caller can tell such an error from a real failure."""
+    received = Received()
 
     def handler(signum, frame):
+        received.signum = signum
         raise Interrupted(signum)
 
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
     try:
-        yield
+        yield received
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def as_interrupt(exc: BaseException, received: Received | None) -> Interrupted | None:
+    """exc as the interruption it is: Interrupted itself, or an error of a library that the
+    signal broke off mid-call; None for a real failure."""
+    if isinstance(exc, Interrupted):
+        return exc
+    if received is not None and received.signum is not None:
+        return Interrupted(received.signum)
+    return None
 
 
 class StopOnSignal(L.Callback):
@@ -126,7 +145,7 @@ def record_interrupt(stop: Interrupted, run_dir: Path, command: str) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     name = signal.Signals(stop.signum).name
-    with contextlib.suppress(Exception):  # a full disk may be why the user pressed Ctrl-C
+    with contextlib.suppress(UserError, OSError):  # a full disk may be why the user pressed Ctrl-C
         write_status(run_dir, "interrupted", steps=stop.step, signal=name)
     if rank_zero_only.rank != 0:
         return

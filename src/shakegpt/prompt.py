@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shakegpt.data import decode_utf8, read_bytes
 from shakegpt.errors import UserError
 
 # An option is `name=value` (`+name=`, `~name=`, dotted names) or a flag such as `--help`, `-c`.
@@ -48,11 +49,4 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     if prompt_file is None:
         return unescape(prompt or "")
     path = Path(prompt_file)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read prompt file {path}: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"prompt file {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    return decode_utf8(read_bytes(path, "prompt file"), path, "prompt file")

@@ -22,33 +22,36 @@ def last_checkpoint(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / "last.ckpt"
 
 
-def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | None:
-    """The run under root, not finished, with a last checkpoint and the same config overrides,
-    whose checkpoint is newest."""
+def newest_unfinished(candidates, read_overrides, overrides: list[str], age) -> Path | None:
+    """Of (directory, file recording its overrides) pairs, the directory not finished, launched
+    with the same config overrides, that age() says is newest."""
     wanted = config_overrides(overrides)
-    candidates = []
-    for status_file in root.glob("*/*/status.json"):
-        run = status_file.parent
-        overrides_file = run / ".hydra" / "overrides.yaml"
-        if read_status(run).get("state") == "finished" or not last_checkpoint(run).is_file():
-            continue
-        if overrides_file.is_file() and config_overrides(OmegaConf.load(overrides_file)) == wanted:
-            candidates.append(run)
-    return max(candidates, key=lambda run: last_checkpoint(run).stat().st_mtime, default=None)
+    same = [
+        directory
+        for directory, recorded in candidates
+        if read_status(directory).get("state") != "finished" and config_overrides(read_overrides(recorded)) == wanted
+    ]
+    return max(same, key=age, default=None)
+
+
+def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | None:
+    """The unfinished run of these overrides under root with the newest last checkpoint."""
+    runs = (status_file.parent for status_file in root.glob("*/*/status.json"))
+    candidates = (
+        (run, run / ".hydra" / "overrides.yaml")
+        for run in runs
+        if last_checkpoint(run).is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+    )
+    return newest_unfinished(candidates, OmegaConf.load, overrides, age=lambda run: last_checkpoint(run).stat().st_mtime)
 
 
 def find_unfinished_sweep(overrides: list[str], root: Path = SWEEP_ROOT) -> Path | None:
-    """The sweep under root that did not end, launched with the same overrides, newest first."""
-    wanted = config_overrides(overrides)
-    candidates = []
-    for saved in root.glob("*/*/multirun.yaml"):
-        sweep = saved.parent
-        if read_status(sweep).get("state") == "finished":
-            continue
-        task = OmegaConf.load(saved).hydra.overrides.task
-        if config_overrides(task) == wanted:
-            candidates.append(sweep)
-    return max(candidates, key=lambda sweep: (sweep / "multirun.yaml").stat().st_mtime, default=None)
+    """The sweep of these overrides under root that did not end, newest first."""
+    candidates = ((saved.parent, saved) for saved in root.glob("*/*/multirun.yaml"))
+    return newest_unfinished(
+        candidates, lambda saved: OmegaConf.load(saved).hydra.overrides.task, overrides,
+        age=lambda sweep: (sweep / "multirun.yaml").stat().st_mtime,
+    )
 
 
 def with_resume_dir(argv: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.distributed import job_scope, use_job_subprocess_command
 from shakegpt.errors import UserError, one_line
 from shakegpt.cli import continue_command
-from shakegpt.interrupts import Interrupted, StopOnSignal, record_interrupt, signals_interrupt
+from shakegpt.interrupts import Interrupted, StopOnSignal, as_interrupt, record_interrupt, signals_interrupt
 from shakegpt.lr_finder import check_range, lr_range_test, plot_range_test
 from shakegpt.report import flatten
 from shakegpt.resume import last_checkpoint
@@ -176,11 +176,8 @@ def train(cfg: DictConfig) -> dict:
         return summarise(cfg, trainer, datamodule, checkpoint, logger, out, optimizer["lr"], fit_seconds, first_step)
     except SIGTERMException:  # Lightning's stop on the flag StopOnSignal raised
         raise Interrupted(stop.signum or signal.SIGTERM, trainer.global_step, stop.checkpoint) from None
-    except OSError as exc:  # TensorBoard's event writer, or anything else that writes without WriteError
-        path = os.fsdecode(exc.filename) if exc.filename else out
-        raise with_last_good(WriteError(path, os_reason(exc)), checkpoint_io, ckpt_path, first_step) from None
-    except WriteError as exc:
-        raise with_last_good(exc, checkpoint_io, ckpt_path, first_step) from None
+    except (WriteError, OSError) as exc:  # OSError: TensorBoard's event writer, which has no WriteError
+        raise with_last_good(exc, out, checkpoint_io, ckpt_path, first_step) from None
 
 
 def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
@@ -197,8 +194,10 @@ def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
     return time.perf_counter() - start
 
 
-def with_last_good(error: WriteError, checkpoint_io: AtomicCheckpointIO, resumed: str | None, first_step: int):
+def with_last_good(exc: WriteError | OSError, out: Path, checkpoint_io: AtomicCheckpointIO, resumed: str | None, first_step: int):
     """The write error, naming the checkpoint a user can continue from."""
+    if isinstance(exc, OSError):
+        exc = WriteError(os.fsdecode(exc.filename) if exc.filename else out, os_reason(exc))
     last_good = checkpoint_io.last_good or ((resumed, first_step) if resumed else None)
     if last_good is None:
         note = "no checkpoint was written"
@@ -206,7 +205,7 @@ def with_last_good(error: WriteError, checkpoint_io: AtomicCheckpointIO, resumed
         note = f"the last good checkpoint is {last_good[0]} (step {last_good[1]})"
     else:
         note = f"the last checkpoint written, {last_good[0]} (step {last_good[1]}), is gone too"
-    return WriteError(error.path, error.reason, note)
+    return WriteError(exc.path, exc.reason, note)
 
 
 def summarise(cfg, trainer, datamodule, checkpoint, logger, out: Path, lr: float, fit_seconds: float, first_step: int) -> dict:
@@ -294,13 +293,15 @@ def train_job(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     use_job_subprocess_command()
+    received = None
     try:
-        with signals_interrupt(), job_scope() if hydra_cfg.mode == RunMode.MULTIRUN else contextlib.nullcontext():
+        with signals_interrupt() as received, job_scope() if hydra_cfg.mode == RunMode.MULTIRUN else contextlib.nullcontext():
             return train(cfg).get("best_val_loss", float("nan"))
-    except Interrupted as stop:
-        record_interrupt(stop, out, continue_command())
-        sys.exit(stop.exit_code)
-    except Exception as exc:
+    except (Interrupted, Exception) as exc:
+        stop = as_interrupt(exc, received)
+        if stop is not None:
+            record_interrupt(stop, out, continue_command())
+            sys.exit(stop.exit_code)
         with contextlib.suppress(UserError, OSError):  # the disk may be what failed
             write_status(out, "failed", reason=one_line(exc))
         if hydra_cfg.mode != RunMode.MULTIRUN:

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from shakegpt.data import PROJECT_ROOT
-from shakegpt.errors import UserError
+from shakegpt.errors import report_user_errors
 from shakegpt.report import write_sweep_summary
 from shakegpt.status import write_status
 
@@ -30,14 +30,11 @@ class SweepSummary(Callback):
         sweep.mkdir(parents=True, exist_ok=True)
         write_status(sweep, "running")
 
+    @report_user_errors  # a summary that cannot be written: one line, exit 2
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        try:
-            rows = write_sweep_summary(sweep)
-            write_status(sweep, "finished")
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
+        rows = write_sweep_summary(sweep)
+        write_status(sweep, "finished")
         failed = [r for r in rows if r["status"].startswith("failed")]
         log.info("sweep summary: %s (%d of %d jobs failed)", sweep / "summary.md", len(failed), len(rows))
         if rows and len(failed) == len(rows):
