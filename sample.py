@@ -4,14 +4,17 @@ The prompt is taken as typed (commas, quotes, any letter); `python sample.py --h
 """
 
 import sys
+from pathlib import Path
 
 import hydra
+from omegaconf import OmegaConf
 
 from shakegpt.errors import report_user_errors
-from shakegpt.prompt import read_prompt, split_prompt_args
+from shakegpt.prompt import check_options, read_prompt, split_prompt_args
 from shakegpt.sampling import load_model, newest_checkpoint, pick_device, write_samples
 
 PROMPT_ARGS = (None, None)  # (prompt=, prompt_file=) as typed, taken out of argv before Hydra reads it
+CONFIG = Path(__file__).parent / "conf" / "sample.yaml"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
@@ -23,6 +26,13 @@ def main(cfg) -> None:
     write_samples(model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed, cfg.num_samples)
 
 
+@report_user_errors
+def take_prompt_args(argv: list[str]) -> tuple[list[str], str | None, str | None]:
+    rest, prompt, prompt_file = split_prompt_args(argv)
+    check_options(rest[1:], set(OmegaConf.load(CONFIG).keys()) - {"defaults", "hydra"})
+    return rest, prompt, prompt_file
+
+
 if __name__ == "__main__":
-    sys.argv, *PROMPT_ARGS = split_prompt_args(sys.argv)
+    sys.argv, *PROMPT_ARGS = take_prompt_args(sys.argv)
     main()

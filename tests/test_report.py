@@ -65,3 +65,18 @@ def test_compare_two_runs(trained_run, tmp_path):
     assert "model.n_head: 4 -> 5" in out
     assert "status                        finished                      failed: model.n_embd=32" in out
     assert "sample A:" in out and "sample B:\nnot measured" in out
+
+
+def test_a_resumed_run_counts_the_time_of_each_process_not_the_pause(tmp_path, monkeypatch):
+    import shakegpt.status as status_module
+    from shakegpt.report import Run, timing
+    from shakegpt.status import read_status, write_status
+
+    (tmp_path / "status.json").write_text(json.dumps({"state": "interrupted", "started": 1000.0, "updated": 1040.0, "pid": -1}))
+    monkeypatch.setattr(status_module.time, "time", lambda: 5000.0)  # resumed long after the interruption
+    write_status(tmp_path, "running")
+    assert read_status(tmp_path)["earlier_seconds"] == 40.0
+    monkeypatch.setattr(status_module.time, "time", lambda: 5030.0)
+    write_status(tmp_path, "finished")
+    run = Run(tmp_path, config={}, overrides=[], status=read_status(tmp_path), scalars={})
+    assert timing(run) == (70.0, None)  # 40 s before the interruption, 30 s after the resume

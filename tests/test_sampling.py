@@ -169,3 +169,9 @@ def test_device_auto_is_the_cpu_here_and_a_missing_device_is_one_line():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="this machine has no cuda device"):
             pick_device("cuda")
+
+
+def test_a_misspelt_option_is_one_line(trained_run):
+    code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=ROMEO:", "max_new_tokns=30")
+    assert code == 2
+    assert stderr.strip().startswith("error: unknown option max_new_tokns; the options are ckpt, device, max_new_tokens,")

@@ -50,3 +50,11 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
         return unescape(prompt or "")
     path = Path(prompt_file)
     return decode_utf8(read_bytes(path, "prompt file"), path, "prompt file")
+
+
+def check_options(args: list[str], known: set[str]) -> None:
+    """A misspelt option is one line naming the options (Hydra's own message takes five)."""
+    for word in args:
+        name = word.partition("=")[0]
+        if "=" in word and not name.startswith(("hydra", "+", "~")) and name not in known:
+            raise UserError(f"unknown option {name}; the options are {', '.join(sorted(known))} (python sample.py --help)")

@@ -144,14 +144,15 @@ def timing(run: Run) -> tuple[float | None, float | None]:
     started, updated = run.status.get("started"), run.status.get("updated")
     if started is None:
         return None, None
+    earlier = run.status.get("earlier_seconds", 0)  # processes before a resume
     if run.state == "running":
-        elapsed = time.time() - started
+        elapsed = earlier + time.time() - started
         points = run.scalars.get("train/step_loss", [])
         if len(points) >= 2 and run.max_steps:
             rate = (points[-1][0] - points[0][0]) / max(1e-9, points[-1][2] - points[0][2])
             return elapsed, (run.max_steps - points[-1][0] - 1) / rate if rate > 0 else None
         return elapsed, None
-    return (updated - started if updated else None), None
+    return (earlier + updated - started if updated else None), None
 
 
 def figures(run: Run) -> dict[str, str]:

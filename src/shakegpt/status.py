@@ -20,14 +20,18 @@ def read_status(run_dir: Path) -> dict:
 
 
 def write_status(run_dir: Path, state: str, **fields) -> None:
-    """Merge fields into the run's status; state is 'running', 'finished' or 'failed'.
-    Only the global rank 0 process of a distributed run writes it."""
+    """Merge fields into the run's status; state is 'running', 'finished', 'failed' or
+    'interrupted'. Only the global rank 0 process of a distributed run writes it. A run resumed
+    by a new process keeps the seconds its earlier processes ran in earlier_seconds, so its
+    elapsed time leaves out the pause between them."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only  # not needed to read a status
 
     if rank_zero_only.rank != 0:
         return
-    status = read_status(run_dir) | fields | {"state": state, "updated": time.time()}
-    if state == "running":
-        status.setdefault("started", time.time())
-        status["pid"] = os.getpid()
+    previous, now = read_status(run_dir), time.time()
+    status = previous | fields | {"state": state, "updated": now}
+    if state == "running" and previous.get("pid") != os.getpid():
+        if "started" in previous:
+            status["earlier_seconds"] = previous.get("earlier_seconds", 0) + previous["updated"] - previous["started"]
+        status["started"], status["pid"] = now, os.getpid()
     write_json(Path(run_dir) / STATUS_FILE, status)
