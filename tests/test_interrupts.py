@@ -111,6 +111,24 @@ def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
     assert read_checkpoint(run_dir / "checkpoints" / "best.ckpt")["global_step"] == 50
 
 
+def test_ctrl_c_after_the_reader_of_stdout_is_gone(tmp_path):
+    # `python train.py | tail`, then Ctrl-C: tail dies first, and the progress bar's next write
+    # meets a broken pipe. The run must still stop with its checkpoint and status.
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = checkpoint_at_least(last, 60)
+    while process.poll() is None and not ready():
+        time.sleep(0.02)
+    process.stdout.close()
+    process.send_signal(signal.SIGINT)
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 130, stderr
+    assert status(run_dir)["state"] == "interrupted"
+    assert status(run_dir)["steps"] == read_checkpoint(last)["global_step"]
+
+
 def test_interrupt_before_training_is_one_line(tmp_path):
     # Sent while the process still imports and builds: no checkpoint yet, still a clean stop.
     run_dir = tmp_path / "run"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
 
 import lightning as L
@@ -107,3 +109,17 @@ class StepProgressBar(RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:
         return "train"
+
+    def _init_progress(self, trainer):
+        super()._init_progress(trainer)
+        if self._console is not None:
+            self._console.on_broken_pipe = functools.partial(stop_drawing, self._console)
+
+
+def stop_drawing(console) -> None:
+    """When stdout's reader is gone (`python train.py | tail` ended by Ctrl-C), Rich exits the
+    process with status 1, losing the run; instead the bar goes quiet and training goes on."""
+    console.quiet = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
