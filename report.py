@@ -8,8 +8,8 @@
 import argparse
 from pathlib import Path
 
-from shakegpt.errors import report_user_errors
-from shakegpt.report import compare_report, is_sweep, load_run, run_report, write_sweep_summary
+from shakegpt.bookkeeping.report import compare_report, is_sweep, load_run, run_report, write_sweep_summary
+from shakegpt.common.errors import report_user_errors
 
 
 def make_parser() -> argparse.ArgumentParser:

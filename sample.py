@@ -9,9 +9,9 @@ from pathlib import Path
 import hydra
 from omegaconf import OmegaConf
 
-from shakegpt.errors import report_user_errors
-from shakegpt.prompt import check_options, read_prompt, split_prompt_args
-from shakegpt.sampling import load_model, newest_checkpoint, pick_device, write_samples
+from shakegpt.common.errors import report_user_errors
+from shakegpt.sampling.generate import load_model, newest_checkpoint, pick_device, write_samples
+from shakegpt.sampling.prompt import check_options, read_prompt, split_prompt_args
 
 PROMPT_ARGS = (None, None)  # (prompt=, prompt_file=) as typed, taken out of argv before Hydra reads it
 CONFIG = Path(__file__).parent / "conf" / "sample.yaml"

@@ -5,11 +5,10 @@ import sys
 
 import hydra
 
-from shakegpt.atomic import quiet_background_write_errors
-from shakegpt.errors import report_user_errors
-from shakegpt.cli import prepare_train_argv, run_interruptible
-from shakegpt.run import train_job
-from shakegpt.sweeps import register_plugin_defaults
+from shakegpt.common.atomic import quiet_background_write_errors
+from shakegpt.common.errors import report_user_errors
+from shakegpt.training.cli import prepare_train_argv, run_interruptible
+from shakegpt.training.run import train_job
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -22,5 +21,4 @@ if __name__ == "__main__":
     logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
     quiet_background_write_errors()
     sys.argv = prepare_train_argv(sys.argv)
-    register_plugin_defaults()
     run_interruptible(main)

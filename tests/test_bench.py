@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from shakegpt.bench import bare_lightning_ratio
+from shakegpt.tools.bench import bare_lightning_ratio
+from tests.helpers import TINY, run_script
 
-from tests.conftest import TINY, run_script
 
-
+@pytest.mark.slow
 def test_paired_steps_time_a_plain_step_before_each_training_step(tmp_path):
-    paired = "+callbacks.paired={_target_: shakegpt.bench.PairedPlainSteps, skip: 2}"
+    paired = "+callbacks.paired={_target_: shakegpt.tools.bench.PairedPlainSteps, skip: 2}"
     result = run_script("train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY, paired)
     assert result.returncode == 0, result.stderr
     times = json.loads((tmp_path / "paired_steps.json").read_text())

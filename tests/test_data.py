@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from shakegpt.common.errors import UserError
 from shakegpt.data import CharDataModule, TrainBatches, Vocabulary, random_windows, read_corpus
-from shakegpt.errors import UserError
 
 
 @pytest.fixture(scope="module")

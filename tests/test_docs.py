@@ -7,9 +7,8 @@ import shlex
 import pytest
 from hydra import compose, initialize_config_dir
 
-from shakegpt.prompt import split_prompt_args
-from shakegpt.sweeps import register_plugin_defaults
-from tests.conftest import ROOT
+from shakegpt.sampling.prompt import split_prompt_args
+from tests.helpers import ROOT
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
 
@@ -39,7 +38,8 @@ def first_sweep_value(override: str) -> str:
 
 
 def hydra_overrides(args: list[str]) -> list[str]:
-    return [first_sweep_value(a) for a in args if a not in ("-m", "--multirun", "...") and "<" not in a]
+    """The overrides of a command line, without flags (-m, --help) and placeholders."""
+    return [first_sweep_value(a) for a in args if not a.startswith("-") and a != "..." and "<" not in a]
 
 
 COMMANDS = shown_commands()
@@ -56,9 +56,8 @@ def test_command_parses(doc, command):
         args = ["python", *args[next(i for i, a in enumerate(args) if a.endswith(".py")) :]]
     script, rest = args[1], args[2:]
     if script == "sample.py":  # the prompt is taken out of argv before Hydra sees it
-        rest = [a for a in split_prompt_args([script, *rest])[0][1:] if a != "--help"]
+        rest = split_prompt_args([script, *rest])[0][1:]
     if script in ("train.py", "sample.py"):
-        register_plugin_defaults()
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             overrides = hydra_overrides(rest)
             cfg = compose("config" if script == "train.py" else "sample", overrides, return_hydra_config=True)
@@ -76,3 +75,21 @@ def test_command_parses(doc, command):
         module.make_parser().parse_args(rest[1:])
     else:
         pytest.fail(f"{doc} shows a command this check does not know: {command}")
+
+
+@pytest.mark.parametrize("tool", ["reproduce", "bench", "cpu_race", "gpu_race"])
+def test_each_tool_s_docstring_names_the_file_it_writes(tool):
+    module = __import__(f"shakegpt.tools.{tool}", fromlist=["make_parser"])
+    written = module.make_parser().get_default("out")
+    assert f"docs/{written.name}" in module.__doc__
+
+
+def test_the_progression_figure_is_written_whole(trained_run, tmp_path, monkeypatch):
+    """Through the atomic write: a kill while saving leaves the previous figure, not half of one."""
+    from shakegpt.tools import reproduce
+
+    saved = []
+    monkeypatch.setattr(reproduce, "save_figure", lambda figure, path: saved.append(path))
+    rows = {"v6": {"runs": [{"run_dir": trained_run}], "val_mean": 2.0}}
+    reproduce.progression_figure(rows, tmp_path / "progression.png")
+    assert saved == [tmp_path / "progression.png"]

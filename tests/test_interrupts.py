@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from shakegpt.checkpoints import read_checkpoint
-from tests.conftest import ROOT, run_cli, run_script
+from shakegpt.bookkeeping.checkpoints import read_checkpoint
+from tests.helpers import ROOT, run_cli, run_script
 from tests.test_robustness import RESUMABLE, val_curve
 
 LOSSES = ("final_train_loss", "final_val_loss", "best_val_loss", "steps")
@@ -70,6 +70,7 @@ def whole_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_saves_the_step_reached_and_resume_ends_as_the_uninterrupted_run(tmp_path, whole_run, signum, code):
     run_dir = tmp_path / "run"
@@ -96,6 +97,7 @@ def test_a_signal_saves_the_step_reached_and_resume_ends_as_the_uninterrupted_ru
     assert val_curve(run_dir) == val_curve(whole_run)
 
 
+@pytest.mark.slow
 def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
     # last.ckpt first appears at step 50, just before that step's (long) evaluation starts: the
     # signal lands in the evaluation, which finishes; then the run stops at step 50.
@@ -111,6 +113,7 @@ def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
     assert read_checkpoint(run_dir / "checkpoints" / "best.ckpt")["global_step"] == 50
 
 
+@pytest.mark.slow
 def test_ctrl_c_after_the_reader_of_stdout_is_gone(tmp_path):
     # `python train.py | tail`, then Ctrl-C: tail dies first, and the progress bar's next write
     # meets a broken pipe. The run must still stop with its checkpoint and status.
@@ -129,6 +132,7 @@ def test_ctrl_c_after_the_reader_of_stdout_is_gone(tmp_path):
     assert status(run_dir)["steps"] == read_checkpoint(last)["global_step"]
 
 
+@pytest.mark.slow
 def test_interrupt_before_training_is_one_line(tmp_path):
     # Sent while the process still imports and builds: no checkpoint yet, still a clean stop.
     run_dir = tmp_path / "run"
@@ -139,6 +143,7 @@ def test_interrupt_before_training_is_one_line(tmp_path):
     assert re.search(r"interrupted by SIGTERM (before training started|at step \d+)", stderr.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_2x2_sweep_interrupted_in_its_third_job_resumes_to_the_uninterrupted_sweep(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_script("train.py", "-m", *SWEEP, f"hydra.sweep.dir={whole}").returncode == 0
@@ -165,7 +170,7 @@ def test_a_2x2_sweep_interrupted_in_its_third_job_resumes_to_the_uninterrupted_s
 
 
 def test_resume_auto_finds_the_newest_unfinished_sweep_of_the_same_command(tmp_path):
-    from shakegpt.resume import find_unfinished_sweep
+    from shakegpt.bookkeeping.resume import find_unfinished_sweep
 
     def make_sweep(name, task, state):
         sweep = tmp_path / "multirun" / "2026-01-01" / name
@@ -191,6 +196,7 @@ def mount_tiny_tmpfs(path, size="1200k") -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_training_is_one_line(tmp_path):
     disk = tmp_path / "disk"
     if not mount_tiny_tmpfs(disk):
@@ -214,8 +220,8 @@ def test_a_full_disk_during_training_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS], ids=["full", "read-only"])
 def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, err, trained_run):
-    from shakegpt import atomic
-    from shakegpt.checkpoints import AtomicCheckpointIO
+    from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO
+    from shakegpt.common import atomic
 
     target = tmp_path / "last.ckpt"
     target.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes())
@@ -227,8 +233,8 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, err, train
 
 
 def test_a_vanished_run_directory_is_not_recreated(tmp_path):
-    from shakegpt.atomic import WriteError
-    from shakegpt.checkpoints import AtomicCheckpointIO
+    from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO
+    from shakegpt.common.atomic import WriteError
 
     with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'gone' / 'checkpoints' / 'last.ckpt'}: No such file"):
         AtomicCheckpointIO().save_checkpoint({"global_step": 1}, tmp_path / "gone" / "checkpoints" / "last.ckpt")
@@ -238,7 +244,7 @@ def test_a_vanished_run_directory_is_not_recreated(tmp_path):
 def test_a_sweep_summary_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, trained_run):
     import shutil
 
-    from shakegpt import atomic
+    from shakegpt.common import atomic
 
     sweep = tmp_path / "sweep"
     shutil.copytree(trained_run, sweep / "0")
@@ -249,6 +255,7 @@ def test_a_sweep_summary_that_cannot_be_written_is_one_line(tmp_path, monkeypatc
     assert not list(sweep.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_a_job_that_fails_while_being_built_records_the_cause(tmp_path):
     result = run_script("train.py", "-m", "model=v6", "+model.colour=blue", "trainer.max_steps=5", f"hydra.sweep.dir={tmp_path}")
     reason = status(tmp_path / "0")["reason"]

@@ -1,8 +1,9 @@
+import pytest
 import torch
 
 from shakegpt.data import CharDataModule
-from shakegpt.lr_finder import lr_range_test
 from shakegpt.models.v6 import V6
+from shakegpt.training.lr_finder import lr_range_test
 
 
 def test_range_test_suggests_a_rate_inside_the_range_that_trains():
@@ -15,7 +16,7 @@ def test_range_test_suggests_a_rate_inside_the_range_that_trains():
     assert len(result.losses) == len(result.log10_lrs) <= 300
 
     torch.manual_seed(0)
-    fresh = V6(data.vocab.chars, 8, n_embd=32, n_head=4, n_layer=1, lr=result.suggestion)
+    fresh = V6(data.vocab.chars, 8, n_embd=32, n_head=4, n_layer=1, optimizer={"_target_": "torch.optim.AdamW", "lr": result.suggestion})
     optimizer = fresh.make_optimizer()
     batches = iter(data.train_dataloader())
     x, y = data.val_data[:-1][:4096].view(-1, 8), data.val_data[1:][:4096].view(-1, 8)
@@ -27,8 +28,9 @@ def test_range_test_suggests_a_rate_inside_the_range_that_trains():
     assert fresh.loss(x, y).item() < before - 0.5
 
 
+@pytest.mark.slow
 def test_lr_find_writes_the_plot_and_prints_the_suggestion(tmp_path):
-    from tests.conftest import run_script
+    from tests.helpers import run_script
 
     result = run_script("train.py", "model=v6", "lr_find=true", "lr_range_test.steps=100", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr

@@ -1,16 +1,30 @@
+import contextlib
+import io
+import re
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
 
 from shakegpt.data import Vocabulary, random_windows, read_corpus
-from tests.conftest import ROOT
+from shakegpt.models.bigram import Bigram
+from shakegpt.models.v2 import V2
+from shakegpt.models.v3_ff import V3FF
+from shakegpt.models.v4 import V4
+from shakegpt.models.v5 import V5
+from shakegpt.models.v6 import V6
+from shakegpt.models.v7 import V7
+from shakegpt.tools import model_diff as diff
+from tests.helpers import ROOT
 
 VOCAB = Vocabulary.from_text(read_corpus(None)).chars
 # The lecture's implementation, 65 characters (v6 with its 3 blocks).
 PARAMETERS = {
     "bigram": 4_225,
-    "v2": 4_977,  # one head of size 16, per the seed table
+    "v2": 4_977,  # one head of size 16 (conf/model/v2.yaml; the lecture's code: one of 32)
     "v3": 7_553,
     "v3_ff": 8_609,
     "v4": 16_865,
@@ -84,7 +98,7 @@ def test_generate_extends_and_respects_top_k():
     ],
 )
 def test_settings_a_version_would_ignore_are_refused(version, overrides, message):
-    from shakegpt.errors import find_user_error
+    from shakegpt.common.errors import find_user_error
 
     with pytest.raises(Exception) as caught:  # Hydra's instantiate wraps it
         build(version, *overrides)
@@ -95,3 +109,249 @@ def test_settings_a_version_uses_are_accepted():
     assert build("v2")[0].head_size == 16  # v2's row: one head of 16 over a 32-wide embedding
     assert build("v3_ff", "+model.head_size=8")[0].head_size == 8
     assert build("v7", "model.dropout=0.1")[0].dropout == 0.1
+
+
+# --- The progression: each version adds exactly its step of the lecture, and nothing else. ---
+# Both sides of a step are built at the same small sizes, all different, so a wrong width shows:
+# vocabulary 7, block 5, n_embd 12, 3 heads of 4, 2 layers, dropout 0.25. A model's layout is
+# {submodule name: what print(model) says of it}; a step's changes are {name: (before, after)},
+# None where a side has no such module, compared with the lecture's step written out by hand.
+SMALL_VOCAB, T, C, H, HS, L, P = "abcdefg", 5, 12, 3, 4, 2, 0.25
+
+
+def small(cls, **sizes):
+    torch.manual_seed(0)
+    return cls(SMALL_VOCAB, T, **sizes)
+
+
+def step(before, after, moved: dict[str, str] | None = None) -> dict:
+    """The changes from before to after; moved = {old name: new name} renames before's modules
+    (and their children) first, for a step that moves layers into a new container."""
+    old = {renamed(name, moved or {}): description for name, description in diff.layout(before).items()}
+    return diff.changes(old, diff.layout(after))
+
+
+def renamed(name: str, moved: dict[str, str]) -> str:
+    for source, target in moved.items():
+        if name == source or name.startswith(source + "."):
+            return target + name[len(source) :]
+    return name
+
+
+def added_parameters(before, after) -> int:
+    return sum(p.numel() for p in after.parameters()) - sum(p.numel() for p in before.parameters())
+
+
+def linear(n_in: int, n_out: int, bias: bool = True) -> str:
+    return f"Linear(in_features={n_in}, out_features={n_out}, bias={bias})"
+
+
+def attention(n_head: int, dropout: float = 0.0) -> str:
+    return f"v2.CausalSelfAttention(n_head={n_head}, head_size={HS}, dropout={dropout})"
+
+
+def layer_norm(width: int = C) -> str:
+    return diff.describe(nn.LayerNorm(width))  # its wording changes with the torch release
+
+
+def per_block(changes: dict) -> dict:
+    """{"body.#.ln1": x} -> {"body.0.ln1": x, "body.1.ln1": x}: the same change in every block."""
+    return {name.replace("#", str(i)): change for i in range(L) for name, change in changes.items()}
+
+
+def test_v2_adds_position_embeddings_attention_and_an_lm_head_over_the_bigram_table():
+    bigram, v2 = small(Bigram), small(V2, n_embd=C, n_head=1, head_size=HS)
+    assert step(bigram, v2) == {
+        "token_embedding": ("Embedding(7, 7)", "Embedding(7, 12)"),  # the logit table becomes an embedding
+        "position_embedding": (None, "Embedding(5, 12)"),
+        "body": (None, attention(1)),
+        "body.qkv": (None, linear(C, 3 * HS, bias=False)),
+        "ln_f": (None, "Identity()"),  # v6 fills it
+        "lm_head": (None, linear(HS, 7)),
+    }
+    assert added_parameters(bigram, v2) == (7 * C - 7 * 7) + T * C + C * 3 * HS + (HS * 7 + 7)
+
+
+def test_v3_is_v2_with_more_heads():
+    """Config only: the same class, and only the head count changes the shapes."""
+    targets = [OmegaConf.load(ROOT / "conf" / "model" / f"{v}.yaml").model._target_ for v in ("v2", "v3")]
+    assert targets == ["shakegpt.models.v2.V2"] * 2
+    one_head = small(V2, n_embd=C, n_head=1, head_size=HS)
+    three_heads = small(V2, n_embd=C, n_head=H, head_size=HS)
+    assert step(one_head, three_heads) == {
+        "body": (attention(1), attention(H)),
+        "body.qkv": (linear(C, 3 * HS, bias=False), linear(C, 3 * H * HS, bias=False)),
+        "lm_head": (linear(HS, 7), linear(H * HS, 7)),
+    }
+
+
+def test_v3_ff_adds_a_feed_forward_layer_after_the_attention():
+    v3, v3_ff = small(V2, n_embd=C, n_head=H), small(V3FF, n_embd=C, n_head=H)
+    assert step(v3, v3_ff, moved={"body": "body.0"}) == {
+        "body": (None, "Sequential()"),  # v3's attention, now the first of the body's layers
+        "body.1": (None, linear(C, C)),
+        "body.2": (None, "ReLU()"),
+    }
+    assert added_parameters(v3, v3_ff) == C * C + C
+
+
+def test_v4_stacks_v3_ff_s_layers_into_n_layer_blocks():
+    v3_ff, v4 = small(V3FF, n_embd=C, n_head=H), small(V4, n_embd=C, n_head=H, n_layer=L)
+    moved = {"body.0": "body.0.sa", "body.1": "body.0.ffwd.0", "body.2": "body.0.ffwd.1"}
+    block = {
+        "": "v4.Block()",
+        ".sa": attention(H),
+        ".sa.qkv": linear(C, 3 * C, bias=False),
+        ".ffwd": "Sequential()",
+        ".ffwd.0": linear(C, C),
+        ".ffwd.1": "ReLU()",
+    }
+    assert step(v3_ff, v4, moved) == {
+        "body.0": (None, "v4.Block()"),  # v3_ff's three layers, moved into the first block
+        "body.0.ffwd": (None, "Sequential()"),
+        **{f"body.{i}{name}": (None, d) for i in range(1, L) for name, d in block.items()},  # and L - 1 more
+    }
+    assert added_parameters(v3_ff, v4) == (L - 1) * (3 * C * C + C * C + C)
+
+
+def test_v5_adds_the_projection_and_the_wider_feed_forward():
+    v4, v5 = small(V4, n_embd=C, n_head=H, n_layer=L), small(V5, n_embd=C, n_head=H, n_layer=L)
+    assert step(v4, v5) == per_block({
+        "body.#": ("v4.Block()", "v5.Block()"),  # a new forward: the residual additions
+        "body.#.ffwd.0": (linear(C, C), linear(C, 4 * C)),
+        "body.#.ffwd.2": (None, linear(4 * C, C)),
+        "body.#.proj": (None, linear(C, C)),
+    })
+    assert added_parameters(v4, v5) == L * ((4 * C * C + 4 * C) - (C * C + C) + (4 * C * C + C) + (C * C + C))
+
+
+def test_v6_adds_ln1_and_ln2_per_block_and_ln_f_nothing_else():
+    v5, v6 = small(V5, n_embd=C, n_head=H, n_layer=L), small(V6, n_embd=C, n_head=H, n_layer=L)
+    assert step(v5, v6) == {
+        **per_block({
+            "body.#": ("v5.Block()", "v6.Block()"),  # a new forward: the LayerNorms before each sub-layer
+            "body.#.ln1": (None, layer_norm()),
+            "body.#.ln2": (None, layer_norm()),
+        }),
+        "ln_f": ("Identity()", layer_norm()),
+    }
+    assert added_parameters(v5, v6) == (2 * L + 1) * 2 * C
+
+
+def test_v7_adds_dropout_at_the_lecture_s_places_and_its_initialisation():
+    """On the attention weights, after the projection, after the feed-forward; no weights added."""
+    v6, v7 = small(V6, n_embd=C, n_head=H, n_layer=L), small(V7, n_embd=C, n_head=H, n_layer=L, dropout=P)
+    dropout = f"Dropout(p={P}, inplace=False)"
+    assert step(v6, v7) == per_block({
+        "body.#": ("v6.Block()", "v7.Block()"),
+        "body.#.sa": (attention(H), attention(H, dropout=P)),
+        "body.#.proj_dropout": (None, dropout),
+        "body.#.ffwd_dropout": (None, dropout),
+    })
+    assert added_parameters(v6, v7) == 0
+    weights = torch.cat([p.flatten() for p in v7.parameters() if p.dim() == 2])  # Linear and Embedding
+    assert 0.018 < weights.std() < 0.022  # the lecture's normal(0, 0.02), not PyTorch's default
+    assert all(p.eq(0).all() for name, p in v7.named_parameters() if name.endswith("bias"))
+
+
+def test_v7_keeps_the_checkpoint_names():
+    assert list(small(V7, n_embd=C, n_head=H, n_layer=1).state_dict()) == [
+        "token_embedding.weight",
+        "position_embedding.weight",
+        "body.0.sa.qkv.weight",
+        "body.0.ffwd.0.weight",
+        "body.0.ffwd.0.bias",
+        "body.0.ffwd.2.weight",
+        "body.0.ffwd.2.bias",
+        "body.0.proj.weight",
+        "body.0.proj.bias",
+        "body.0.ln1.weight",
+        "body.0.ln1.bias",
+        "body.0.ln2.weight",
+        "body.0.ln2.bias",
+        "ln_f.weight",
+        "ln_f.bias",
+        "lm_head.weight",
+        "lm_head.bias",
+    ]
+
+
+# The forward pass of each block as the lecture writes it, and of the whole model as v7's
+# docstring lists it: the layout tests above see the layers, these see the order they run in.
+def v4_block(b, x):
+    return b.ffwd(b.sa(x))
+
+
+def v5_block(b, x):
+    x = x + b.proj(b.sa(x))
+    return x + b.ffwd(x)
+
+
+def v6_block(b, x):
+    x = x + b.proj(b.sa(b.ln1(x)))
+    return x + b.ffwd(b.ln2(x))
+
+
+def v7_block(b, x):
+    x = x + b.proj_dropout(b.proj(b.sa(b.ln1(x))))
+    return x + b.ffwd_dropout(b.ffwd(b.ln2(x)))
+
+
+@pytest.mark.parametrize(
+    "version, block_forward, extra",
+    [(V4, v4_block, {}), (V5, v5_block, {}), (V6, v6_block, {}), (V7, v7_block, {"dropout": P})],
+    ids=["v4", "v5", "v6", "v7"],
+)
+def test_the_forward_pass_is_the_lecture_s(version, block_forward, extra):
+    model = small(version, n_embd=C, n_head=H, n_layer=L, **extra)
+    idx = torch.randint(7, (2, T), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)  # training mode: v7's dropout draws the same masks in the same order
+    x = model.token_embedding(idx) + model.position_embedding(torch.arange(T))  # (B, T, C)
+    for block in model.body:
+        x = block_forward(block, x)
+    written_out = model.lm_head(model.ln_f(x))  # (B, T, vocab)
+    torch.manual_seed(1)
+    assert torch.equal(model(idx), written_out)
+
+
+def test_v7_s_dropout_is_off_in_evaluation_and_on_in_training():
+    model = small(V7, n_embd=C, n_head=H, n_layer=L, dropout=P)
+    idx = torch.randint(7, (2, T), generator=torch.Generator().manual_seed(0))
+    model.eval()
+    torch.testing.assert_close(model(idx), model(idx))
+    model.train()
+    assert not torch.allclose(model(idx), model(idx))
+
+
+def run_diff(*args: str) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        diff.main(list(args))
+    return out.getvalue().splitlines()
+
+
+def test_the_diff_command_prints_v6_s_step_at_the_yaml_sizes():
+    ln = layer_norm(32)
+    assert run_diff("v5", "v6") == [
+        "v5 41,921 -> v6 42,369 parameters, at the sizes of conf/model/v5.yaml, v6.yaml",
+        "~ body.0-2               v5.Block() -> v6.Block()",
+        f"+ body.0-2.ln1           {ln}",
+        f"+ body.0-2.ln2           {ln}",
+        f"~ ln_f                   Identity() -> {ln}",
+    ]
+
+
+def test_the_diff_command_shows_removed_modules_and_refuses_three_versions():
+    lines = run_diff("v3", "v3_ff")
+    assert lines[1] == "- body.qkv               Linear(in_features=32, out_features=96, bias=False)"
+    with pytest.raises(SystemExit):
+        run_diff("v2", "v3", "v4")
+
+
+def test_the_guide_shows_what_the_diff_command_prints():
+    """The guide's listings (v5 to v6, v7 in one view) are the command's output, not copies that drift."""
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    shown = re.findall(r"```\n\$ python -m shakegpt\.tools\.model_diff ([^\n]+)\n(.*?)```", guide, re.DOTALL)
+    assert [args for args, _ in shown] == ["v5 v6", "v7"]
+    for args, listing in shown:
+        assert listing.splitlines() == run_diff(*args.split()), args

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from shakegpt import gpu_race
-from tests.conftest import TINY
+from shakegpt.tools import gpu_race
+from tests.helpers import TINY
 
 SMALL = ["model.n_embd=16", "model.n_head=2", "model.n_layer=1", "data.batch_size=4", "data.block_size=16"]
 
 
+@pytest.mark.slow
 def test_gpu_race_table_from_runs_on_any_trainer(tmp_path):
     out = tmp_path / "gpu_race.md"
     gpu_race.main(["--trainer", "cpu", "--runs", str(tmp_path / "runs"), "--out", str(out), *TINY, *SMALL])

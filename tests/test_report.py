@@ -5,8 +5,10 @@ import subprocess
 import sys
 import time
 
-from shakegpt.report import load_run
-from tests.conftest import ROOT, TINY, run_cli
+import pytest
+
+from shakegpt.bookkeeping.report import load_run
+from tests.helpers import ROOT, TINY, run_cli
 
 
 def report(*args: str) -> str:
@@ -38,6 +40,7 @@ def test_report_on_a_failed_run(tmp_path):
     assert "tokens/s (last interval): not measured" in out
 
 
+@pytest.mark.slow
 def test_report_on_a_run_still_training(tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), "model=v6", f"hydra.run.dir={tmp_path}",
                "trainer.max_steps=1000000", "trainer.log_every_n_steps=10", "trainer.val_check_interval=100",
@@ -47,7 +50,7 @@ def test_report_on_a_run_still_training(tmp_path):
         deadline = time.time() + 90
         while time.time() < deadline:
             time.sleep(2)
-            if (tmp_path / "tensorboard").exists() and load_run(tmp_path).scalars.get("val/loss"):
+            if (tmp_path / ".hydra" / "config.yaml").exists() and load_run(tmp_path).scalars.get("val/loss"):
                 break
         out = report(tmp_path)
         assert "status: running" in out
@@ -68,9 +71,9 @@ def test_compare_two_runs(trained_run, tmp_path):
 
 
 def test_a_resumed_run_counts_the_time_of_each_process_not_the_pause(tmp_path, monkeypatch):
-    import shakegpt.status as status_module
-    from shakegpt.report import Run, timing
-    from shakegpt.status import read_status, write_status
+    import shakegpt.bookkeeping.status as status_module
+    from shakegpt.bookkeeping.report import Run, timing
+    from shakegpt.bookkeeping.status import read_status, write_status
 
     (tmp_path / "status.json").write_text(json.dumps({"state": "interrupted", "started": 1000.0, "updated": 1040.0, "pid": -1}))
     monkeypatch.setattr(status_module.time, "time", lambda: 5000.0)  # resumed long after the interruption

@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from shakegpt.checkpoints import AtomicCheckpointIO, read_checkpoint
-from shakegpt.errors import UserError
-from tests.conftest import ROOT, TINY, run_cli, run_script
+from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, read_checkpoint
+from shakegpt.common.errors import UserError
+from tests.helpers import ROOT, TINY, run_cli, run_script
 
 
 def assert_nothing_written(run_dir):
@@ -125,6 +125,7 @@ SAMPLE_CASES = [
     (["temperature=-1.5"], "error: temperature must be positive, got -1.5"),
     (["top_k=0"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 0"),
     (["top_k=66"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 66"),
+    (["num_samples=0"], "error: num_samples must be a positive integer, got 0"),
 ]
 
 
@@ -135,12 +136,14 @@ def test_bad_sampling_input(trained_run, overrides, message):
     assert stderr.strip() == message
 
 
+@pytest.mark.slow
 def test_full_traceback_on_request(tmp_path, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     result = run_script("train.py", "model=v6", "model.n_head=5", f"hydra.run.dir={tmp_path}", *TINY)
     assert result.returncode == 1 and "Traceback" in result.stderr and "UserError" in result.stderr
 
 
+@pytest.mark.slow
 def test_divergence_guard_on_the_loss(tmp_path):
     result = run_script("train.py", "model=v6", "optimizer.lr=1e6", f"hydra.run.dir={tmp_path}", *TINY)
     assert result.returncode == 2
@@ -150,6 +153,7 @@ def test_divergence_guard_on_the_loss(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_divergence_guard_keeps_the_last_good_checkpoint(tmp_path):
     result = run_script(
         "train.py", "model=v2", "optimizer.lr=1e3", "trainer.max_steps=50", "checkpoint.every_n_steps=1",
@@ -176,11 +180,12 @@ RESUMABLE = [
 
 
 def val_curve(run_dir):
-    from shakegpt.report import load_run
+    from shakegpt.bookkeeping.report import load_run
 
     return {step: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_script("train.py", *RESUMABLE, f"hydra.run.dir={whole}").returncode == 0
@@ -207,7 +212,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_run(tmp_path):
 
 
 def test_resume_auto_finds_the_newest_unfinished_run_of_the_same_command(tmp_path):
-    from shakegpt.resume import find_unfinished_run
+    from shakegpt.bookkeeping.resume import find_unfinished_run
 
     def make_run(name, overrides, state, with_checkpoint=True):
         run = tmp_path / "outputs" / "2026-01-01" / name
@@ -245,9 +250,28 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == [".last.ckpt.partial", "last.ckpt"]
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_losses(trained_run, tmp_path):
     assert run_script("train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY).returncode == 0
     first, second = (json.loads((d / "metrics.json").read_text()) for d in (trained_run, tmp_path))
     for key in ("final_train_loss", "final_val_loss", "best_val_loss"):
         assert first[key] == second[key]
     assert val_curve(trained_run) == val_curve(tmp_path)
+
+
+def test_an_apple_gpu_s_random_state_is_saved_and_restored(monkeypatch):
+    """Dropout on MPS draws from the MPS generator: a resume must continue it as it does the
+    CPU's and CUDA's (faked here: this machine has no Apple GPU)."""
+    from shakegpt.models.v7 import V7
+
+    state = {"mps": torch.tensor([1, 2, 3], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: state["mps"].clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda new: state.update(mps=new))
+    model = V7(vocab="abc", block_size=4, n_embd=8, n_head=2, n_layer=1, dropout=0.1)
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    assert torch.equal(checkpoint["rng"]["mps"], torch.tensor([1, 2, 3], dtype=torch.uint8))
+    state["mps"] = torch.tensor([9], dtype=torch.uint8)  # the generator moved on
+    model.on_load_checkpoint(checkpoint)
+    assert torch.equal(state["mps"], torch.tensor([1, 2, 3], dtype=torch.uint8))

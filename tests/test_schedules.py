@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from shakegpt.errors import UserError
-from shakegpt.schedules import check_schedule, make_scheduler
+from shakegpt.common.errors import UserError
+from shakegpt.training.schedules import check_schedule, make_scheduler
 
 
 def learning_rates(max_steps: int, **schedule) -> list[float]:

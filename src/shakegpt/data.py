@@ -14,9 +14,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from shakegpt.errors import UserError
+from shakegpt.common.config import check_fraction, check_positive_int
+from shakegpt.common.errors import UserError
+from shakegpt.common.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = PROJECT_ROOT / "data" / "tinyshakespeare.txt"
 DEFAULT_CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
@@ -142,10 +143,8 @@ class CharDataModule(L.LightningDataModule):
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("block_size", block_size), ("eval_iters", eval_iters)):
-            if int(value) != value or value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}")
-        if not 0 < train_fraction < 1:
-            raise UserError(f"data.train_fraction must be between 0 and 1, got {train_fraction}")
+            check_positive_int(f"data.{name}", value)
+        check_fraction("data.train_fraction", train_fraction, low_open=True)
         self.batch_size, self.block_size, self.eval_iters, self.seed = batch_size, block_size, eval_iters, seed
         text = read_corpus(path)
         self.vocab = Vocabulary.from_text(text)

@@ -18,8 +18,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from shakegpt.resume import config_overrides
-from shakegpt.status import read_status
+from shakegpt.bookkeeping.resume import config_overrides
+from shakegpt.bookkeeping.status import read_status
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What every version shares: the training step, the lecture's evaluation, AdamW, generation.
+"""What every version shares: the training step, the lecture's evaluation, the optimizer, generation.
 
 A version subclasses LanguageModel and defines only its layers and forward(idx) -> logits.
 """
@@ -11,10 +11,11 @@ from typing import Iterator
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
+from shakegpt.common.errors import UserError
 from shakegpt.data import Vocabulary
-from shakegpt.errors import UserError
-from shakegpt.schedules import make_scheduler
+from shakegpt.training.schedules import make_scheduler
 
 SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
 
@@ -28,9 +29,7 @@ class LanguageModel(L.LightningModule):
         self,
         vocab: str,
         block_size: int,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
+        optimizer: dict | None = None,
         scheduler: dict | None = None,
     ):
         super().__init__()
@@ -38,7 +37,6 @@ class LanguageModel(L.LightningModule):
         self.save_hyperparameters()
         self.vocab = Vocabulary(vocab)
         self.block_size = block_size
-        self.lr = lr
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
         raise NotImplementedError
@@ -73,15 +71,30 @@ class LanguageModel(L.LightningModule):
             if f"{split}/loss" in metrics:
                 self.log(f"{split}/perplexity", torch.exp(metrics[f"{split}/loss"]), sync_dist=True)
 
-    def make_optimizer(self, fused: bool = True) -> torch.optim.AdamW:
-        """The training optimizer without its schedule: the range test sets the rate itself."""
-        betas = tuple(self.hparams.betas)
-        # fused: the whole update in one kernel, on CPUs as on GPUs (nanoGPT's GPU fast path); at
-        # v6's size on this CPU it takes 0.18 ms a step against 0.69 (foreach) and 1.06 (default).
-        implementation = {"fused": True} if fused else {"foreach": True}
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay, betas=betas, **implementation
-        )
+    def parameter_groups(self, weight_decay: float, decay: str) -> list[dict]:
+        """decay=all: one group, as the lecture. decay=matrices (nanoGPT): weight decay on 2-D
+        weights only; it shrinks what multiplies activations, while decaying biases and
+        LayerNorm gains only pulls them away from their useful values."""
+        if decay not in ("all", "matrices"):
+            raise UserError(f"optimizer.decay must be all or matrices, got {decay}")
+        params = [p for p in self.parameters() if p.requires_grad]
+        if decay == "all":
+            return [{"params": params, "weight_decay": weight_decay}]
+        return [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+
+    def make_optimizer(self, fused: bool = True) -> torch.optim.Optimizer:
+        """The training optimizer (config group optimizer/) without its schedule: the range test
+        sets the rate itself. fused=False turns a fused update into torch's foreach one."""
+        settings = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "lr": 1e-3})
+        if "betas" in settings:
+            settings["betas"] = tuple(settings["betas"])
+        if not fused and settings.get("fused"):
+            settings |= {"fused": False, "foreach": True}
+        groups = self.parameter_groups(settings.pop("weight_decay", 0.0), settings.pop("decay", "all"))
+        return instantiate(settings, params=groups, _convert_="all")
 
     def configure_optimizers(self):
         # Lightning refuses gradient clipping under mixed precision when the optimizer unscales
@@ -109,6 +122,8 @@ class LanguageModel(L.LightningModule):
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if torch.backends.mps.is_available():  # dropout on an Apple GPU draws from its own generator
+            checkpoint["rng"]["mps"] = torch.mps.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint):
         rng = checkpoint.get("rng", {})
@@ -116,6 +131,8 @@ class LanguageModel(L.LightningModule):
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        if "mps" in rng and torch.backends.mps.is_available():
+            torch.mps.set_rng_state(rng["mps"])
 
     @torch.no_grad()
     def stream(

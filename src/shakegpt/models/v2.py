@@ -1,16 +1,17 @@
 """v2: tokens look back at earlier tokens. Position embeddings and causal self-attention.
 
-The seed table gives v2 one head of size 16 (the lecture's code uses n_embd = 32), so the
-language-model head reads 16 features. v3 is this same model with 4 heads of size 8
-(conf/model/v3.yaml): the heads are computed together, as the lecture's MultiHeadAttention
-would concatenate them.
+v2 has one head of size 16 (conf/model/v2.yaml; the lecture's code builds its single head
+n_embd = 32 wide), so the language-model head reads 16 features. v3 is this same model with 4
+heads of size 8 (conf/model/v3.yaml): the heads are computed together, as the lecture's
+MultiHeadAttention would concatenate them.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shakegpt.errors import UserError
+from shakegpt.common.config import check_fraction, check_positive_int
+from shakegpt.common.errors import UserError
 from shakegpt.models.base import LanguageModel
 
 
@@ -25,6 +26,9 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head, self.head_size, self.dropout = n_head, head_size, dropout
         self.qkv = nn.Linear(n_embd, 3 * n_head * head_size, bias=False)
+
+    def extra_repr(self) -> str:  # print(model) shows the sizes and the dropout, which hold no weights
+        return f"n_head={self.n_head}, head_size={self.head_size}, dropout={self.dropout}"
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
         B, T, _ = x.shape
@@ -55,8 +59,7 @@ class V2(LanguageModel):
         check_sizes(n_embd=n_embd, n_head=n_head, n_layer=n_layer, block_size=block_size)
         if head_size is None and n_embd % n_head:
             raise UserError(f"model.n_embd={n_embd} must be divisible by model.n_head={n_head}")
-        if not 0 <= dropout < 1:
-            raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
+        check_fraction("model.dropout", dropout)
         check_used(type(self), n_embd, n_head, head_size, dropout)
         self.n_embd, self.n_head, self.n_layer, self.dropout = n_embd, n_head, n_layer, dropout
         self.head_size = head_size or n_embd // n_head
@@ -66,7 +69,10 @@ class V2(LanguageModel):
         self.ln_f = self.make_final_norm()
         self.lm_head = nn.Linear(self.body_width(), len(vocab))
 
-    def make_body(self) -> nn.Module:
+    def make_body(self) -> nn.Module:  # (B, T, n_embd) -> (B, T, body_width)
+        return self.make_attention()
+
+    def make_attention(self) -> nn.Module:  # every later version's attention; v7 adds its dropout
         return CausalSelfAttention(self.n_embd, self.n_head, self.head_size)
 
     def body_width(self) -> int:
@@ -83,8 +89,7 @@ class V2(LanguageModel):
 
 def check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
-        if int(value) != value or value < 1:
-            raise UserError(f"model.{name} must be a positive integer, got {value}")
+        check_positive_int(f"model.{name}", value)
 
 
 def check_used(version: type, n_embd: int, n_head: int, head_size: int | None, dropout: float) -> None:

@@ -12,7 +12,11 @@ class V3FF(V2):
     FREE_HEAD_SIZE = False
 
     def make_body(self) -> nn.Module:
-        return nn.Sequential(super().make_body(), nn.Linear(self.n_embd, self.n_embd), nn.ReLU())
+        # One flat Sequential, so the layers keep their checkpoint names: body.0 attention, body.1 Linear.
+        return nn.Sequential(self.make_attention(), *self.make_ffwd())
+
+    def make_ffwd(self) -> nn.Module:  # (B, T, n_embd) -> (B, T, n_embd), each token on its own
+        return nn.Sequential(nn.Linear(self.n_embd, self.n_embd), nn.ReLU())
 
     def body_width(self) -> int:
         return self.n_embd

@@ -6,10 +6,10 @@ from shakegpt.models import v5
 
 
 class Block(v5.Block):
-    def __init__(self, n_embd: int, n_head: int):
-        super().__init__(n_embd, n_head)
-        self.ln1 = nn.LayerNorm(n_embd)
-        self.ln2 = nn.LayerNorm(n_embd)
+    def __init__(self, sa: nn.Module, ffwd: nn.Module, n_embd: int):
+        super().__init__(sa, ffwd, n_embd)
+        self.ln1 = nn.LayerNorm(n_embd)  # before attention
+        self.ln2 = nn.LayerNorm(n_embd)  # before the feed-forward
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_embd)
         x = x + self.proj(self.sa(self.ln1(x)))
@@ -18,7 +18,7 @@ class Block(v5.Block):
 
 class V6(v5.V5):
     def make_block(self) -> nn.Module:
-        return Block(self.n_embd, self.n_head)
+        return Block(self.make_attention(), self.make_ffwd(), self.n_embd)
 
-    def make_final_norm(self) -> nn.Module:
+    def make_final_norm(self) -> nn.Module:  # ln_f, before lm_head
         return nn.LayerNorm(self.n_embd)

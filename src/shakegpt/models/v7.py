@@ -2,22 +2,39 @@
 
 Dropout on the attention weights and on both residual branches, and the lecture's final
 weight initialisation (normal, std 0.02).
+
+The whole model in one view, in the order forward runs it (C = n_embd; on the right, the
+version that added each part):
+
+    x = token_embedding(idx)                      # (B, T) -> (B, T, C)   bigram; C wide from v2
+    x = x + position_embedding(arange(T))         # (B, T, C)             v2
+    for block in body:                            # n_layer blocks        v4
+        x = x + proj_dropout(proj(sa(ln1(x))))    # (B, T, C)   sa v2; x + and proj v5; ln1 v6; dropout v7
+        x = x + ffwd_dropout(ffwd(ln2(x)))        # (B, T, C)   ffwd v3_ff; x + v5; ln2 v6; dropout v7
+    logits = lm_head(ln_f(x))                     # (B, T, vocab)         lm_head v2; ln_f v6
+
+sa: causal self-attention, n_head heads of head_size = C / n_head from one bias-free qkv Linear;
+softmax(q k^T / sqrt(head_size)) over the current and earlier positions, dropout on those
+weights (v7), times v. ffwd: Linear(C, 4C), ReLU, Linear(4C, C) (v3_ff's was Linear(C, C), ReLU).
+Weights normal(0, 0.02), biases 0 (v7). `python -m shakegpt.tools.model_diff v7` lists every module
+at the sizes of conf/model/v7.yaml; tests/test_models.py checks this forward pass.
 """
 
 from torch import nn
 
 from shakegpt.models import v6
+from shakegpt.models.v2 import CausalSelfAttention
 
 
 class Block(v6.Block):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
-        super().__init__(n_embd, n_head)
-        self.sa.dropout = dropout
-        self.drop = nn.Dropout(dropout)
+    def __init__(self, sa: nn.Module, ffwd: nn.Module, n_embd: int, dropout: float):
+        super().__init__(sa, ffwd, n_embd)
+        self.proj_dropout = nn.Dropout(dropout)  # on the attention's residual branch
+        self.ffwd_dropout = nn.Dropout(dropout)  # on the feed-forward's
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_embd)
-        x = x + self.drop(self.proj(self.sa(self.ln1(x))))
-        return x + self.drop(self.ffwd(self.ln2(x)))
+        x = x + self.proj_dropout(self.proj(self.sa(self.ln1(x))))
+        return x + self.ffwd_dropout(self.ffwd(self.ln2(x)))
 
 
 class V7(v6.V6):
@@ -27,8 +44,11 @@ class V7(v6.V6):
         super().__init__(*args, **kwargs)
         self.apply(init_weights)
 
+    def make_attention(self) -> nn.Module:  # dropout on the attention weights too
+        return CausalSelfAttention(self.n_embd, self.n_head, self.head_size, self.dropout)
+
     def make_block(self) -> nn.Module:
-        return Block(self.n_embd, self.n_head, self.dropout)
+        return Block(self.make_attention(), self.make_ffwd(), self.n_embd, self.dropout)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,0 +1,70 @@
+"""resume=auto: find the newest unfinished run (or sweep) of the same command and continue it there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from shakegpt.bookkeeping.status import read_status
+
+RUN_ROOT, SWEEP_ROOT = Path("outputs"), Path("multirun")
+# Overrides that say how to run, not what to train: a run resumed with them is the same run.
+# (Flags such as -m are not overrides.)
+# How a command ran, not what it trained: hydra/... picks a sweeper or launcher, which a run's
+# recorded task overrides do not hold.
+NOT_CONFIG = ("resume=", "ckpt_path=", "hydra.", "+hydra.", "hydra/", "threads=", "-")
+
+
+def config_overrides(overrides) -> list[str]:
+    return sorted(o for o in overrides if not o.startswith(NOT_CONFIG))
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def newest_unfinished(candidates, read_overrides, overrides: list[str], age) -> Path | None:
+    """Of (directory, file recording its overrides) pairs, the directory not finished, launched
+    with the same config overrides, that age() says is newest."""
+    wanted = config_overrides(overrides)
+    same = [
+        directory
+        for directory, recorded in candidates
+        if read_status(directory).get("state") != "finished" and config_overrides(read_overrides(recorded)) == wanted
+    ]
+    return max(same, key=age, default=None)
+
+
+def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | None:
+    """The unfinished run of these overrides under root with the newest last checkpoint."""
+    runs = (status_file.parent for status_file in root.glob("*/*/status.json"))
+    candidates = (
+        (run, run / ".hydra" / "overrides.yaml")
+        for run in runs
+        if last_checkpoint(run).is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+    )
+    return newest_unfinished(candidates, OmegaConf.load, overrides, age=lambda run: last_checkpoint(run).stat().st_mtime)
+
+
+def find_unfinished_sweep(overrides: list[str], root: Path = SWEEP_ROOT) -> Path | None:
+    """The sweep of these overrides under root that did not end, newest first."""
+    candidates = ((saved.parent, saved) for saved in root.glob("*/*/multirun.yaml"))
+    return newest_unfinished(
+        candidates, lambda saved: OmegaConf.load(saved).hydra.overrides.task, overrides,
+        age=lambda sweep: (sweep / "multirun.yaml").stat().st_mtime,
+    )
+
+
+def with_resume_dir(argv: list[str]) -> list[str]:
+    """train.py's argv, with hydra.run.dir (hydra.sweep.dir for -m) pointing at the run (sweep)
+    that resume=auto continues, when one exists and the command names no directory itself."""
+    args = argv[1:]
+    if "resume=auto" not in args:
+        return argv
+    multirun = "-m" in args or "--multirun" in args
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    if any(a.startswith(key) for a in args):
+        return argv
+    found = find_unfinished_sweep(args) if multirun else find_unfinished_run(args)
+    return argv if found is None else [*argv, f"{key}{found}"]

@@ -1,0 +1,98 @@
+"""Load a shakegpt checkpoint safely and stream text from it."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import torch
+
+from shakegpt.bookkeeping.checkpoints import read_checkpoint
+from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int
+from shakegpt.common.errors import UserError
+from shakegpt.models.base import LanguageModel
+
+RUN_ROOTS = ("outputs", "multirun")
+
+
+def newest_checkpoint(roots=RUN_ROOTS) -> Path:
+    """The most recently written best.ckpt under the run directories."""
+    found = [p for root in roots for p in Path(root).glob("**/checkpoints/best.ckpt")]
+    if not found:
+        raise UserError(f"no checkpoint found under {' or '.join(roots)}/: train a model first, or pass ckpt=<path>")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def load_model(path: str | Path) -> LanguageModel:
+    """Rebuild a model from a checkpoint alone (its vocabulary and config are inside)."""
+    checkpoint = read_checkpoint(path)
+    model_class_path = checkpoint["shakegpt"]["model_class"]
+    module_name, _, class_name = model_class_path.rpartition(".")
+    if not module_name.startswith("shakegpt.models."):
+        raise UserError(f"{path} names a model class outside shakegpt: {model_class_path}")
+    model_class = getattr(importlib.import_module(module_name), class_name)
+    # Checkpoints from before the optimizer config group hold lr, weight_decay and betas as
+    # top-level hyperparameters; sampling needs none of them.
+    architecture = {k: v for k, v in checkpoint["hyper_parameters"].items() if k not in ("lr", "weight_decay", "betas")}
+    model = model_class(**architecture)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num_samples) -> None:
+    check_non_negative_int("max_new_tokens", max_new_tokens)
+    check_positive("temperature", temperature)
+    if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= len(model.vocab)):
+        raise UserError(f"top_k must be an integer from 1 to the vocabulary size {len(model.vocab)}, got {top_k}")
+    check_positive_int("num_samples", num_samples)
+
+
+def pick_device(name: str) -> torch.device:
+    """device=auto is CUDA when there is one, else an Apple GPU, else the CPU, as Lightning's
+    accelerator=auto picks; a device named but absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name}") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise UserError(f"device={name}, but this machine has no {device.type} device; use device=auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device={name}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def write_samples(
+    model: LanguageModel,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 1337,
+    num_samples: int = 1,
+    out=None,
+) -> None:
+    """num_samples continuations of prompt, drawn together as one batch on the model's device,
+    to out (stdout). A single sample streams character by character."""
+    check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
+    out = out or sys.stdout
+    tokens = model.vocab.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
+    device = model.device
+    generator = torch.Generator(device).manual_seed(seed)
+    start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
+    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+    if num_samples == 1:
+        out.write(prompt)
+        for token in stream:
+            out.write(model.vocab.decode(token[0].tolist()))
+            out.flush()
+        out.write("\n")
+        return
+    generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
+    texts = [prompt + model.vocab.decode(row) for row in generated]
+    out.write(("\n" + "-" * 40 + "\n").join(texts) + "\n")

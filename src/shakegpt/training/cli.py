@@ -1,0 +1,88 @@
+"""What train.py checks and adjusts on its command line before Hydra takes over."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from shakegpt.bookkeeping.resume import with_resume_dir
+from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.training.interrupts import Interrupted, signals_interrupt
+
+
+def output_root(args: list[str]) -> Path:
+    """The directory Hydra will create for this command (or the root it creates one under)."""
+    multirun = "-m" in args or "--multirun" in args
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    named = [a[len(key) :] for a in args if a.startswith(key)]
+    if named and "${" not in named[-1]:
+        return Path(named[-1])
+    return Path("multirun" if multirun else "outputs")
+
+
+# Hydra writes the run's .hydra/ files (about 10 kB) before any of shakegpt's code runs, and
+# reports a failure there as a traceback: the probe checks that much room first.
+PROBE_BYTES = 64 * 1024
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before any work when the output directory cannot be created and written."""
+    probe = directory / f".write-test-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise UserError(f"cannot write the output directory {directory}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+# train.py's arguments as typed, for the line that tells how to continue an interrupted run; in
+# the environment so that the processes a sweep launcher or DDP starts see them too.
+COMMAND_ENV = "SHAKEGPT_TRAIN_ARGS"
+
+
+def continue_command() -> str:
+    """The command that continues this run (or sweep): the same arguments with resume=auto."""
+    args = shlex.split(os.environ.get(COMMAND_ENV, ""))
+    kept = [a for a in args if not a.startswith(("resume=", "ckpt_path="))]
+    return shlex.join(["python", "train.py", *kept, "resume=auto"])
+
+
+def external_rank() -> int:
+    """This process's global rank when torchrun or SLURM started it (0 otherwise)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
+@report_user_errors
+def prepare_train_argv(argv: list[str]) -> list[str]:
+    """train.py's argv after the output directory check and resume=auto's redirect. Ranks
+    other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
+    log to a file of their own and leave .hydra/ to rank 0."""
+    os.environ[COMMAND_ENV] = shlex.join(argv[1:])
+    check_writable(output_root(argv[1:]))
+    argv = with_resume_dir(argv)
+    rank = external_rank()
+    if rank != 0:
+        argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]
+    return argv
+
+
+def run_interruptible(main) -> None:
+    """Run train.py's main; a signal that no run caught (a sweep launcher waiting on its jobs,
+    say) ends in one line and the shell's exit code, not a traceback."""
+    try:
+        with signals_interrupt():
+            main()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"interrupted by {stop}; continue with: {continue_command()}", file=sys.stderr)
+        sys.exit(stop.exit_code)
