@@ -41,3 +41,21 @@ def run_cli(script: str, *args: str) -> tuple[int, str, str]:
     finally:
         sys.argv = saved
     return code, stderr.getvalue(), stdout.getvalue()
+
+
+def loss_before_and_after(model, optimizer, steps: int, batch: int, block: int) -> tuple[float, float]:
+    """The loss on fixed Tiny Shakespeare windows before and after `steps` optimizer steps on
+    random ones: what 'a few steps lower the loss' tests compare."""
+    import torch
+
+    from shakegpt.data import random_windows, read_corpus
+
+    data = torch.tensor(model.vocab.encode(read_corpus(None)[:20_000]))
+    generator = torch.Generator().manual_seed(0)
+    x, y = random_windows(data, 8 * batch, block, generator)
+    initial = model.loss(x, y).item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model.loss(*random_windows(data, batch, block, generator)).backward()
+        optimizer.step()
+    return initial, model.loss(x, y).item()

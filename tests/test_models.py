@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from shakegpt.data import Vocabulary, random_windows, read_corpus
+from shakegpt.data import Vocabulary, read_corpus
 from shakegpt.models.bigram import Bigram
 from shakegpt.models.v2 import V2
 from shakegpt.models.v3_ff import V3FF
@@ -18,7 +18,7 @@ from shakegpt.models.v5 import V5
 from shakegpt.models.v6 import V6
 from shakegpt.models.v7 import V7
 from shakegpt.tools import model_diff as diff
-from tests.helpers import ROOT
+from tests.helpers import ROOT, loss_before_and_after
 
 VOCAB = Vocabulary.from_text(read_corpus(None)).chars
 # The lecture's implementation, 65 characters (v6 with its 3 blocks).
@@ -67,17 +67,9 @@ def test_causal_mask(version):
 @pytest.mark.parametrize("version", ["bigram", "v6"])
 def test_a_few_steps_lower_the_loss(version):
     model, _ = build(version)
-    data = torch.tensor(Vocabulary(VOCAB).encode(read_corpus(None)[:20_000]))
-
-    generator = torch.Generator().manual_seed(0)
-    x, y = random_windows(data, 256, 8, generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)  # the bigram table moves slowly at 1e-3
-    initial = model.loss(x, y).item()
-    for _ in range(30):
-        optimizer.zero_grad()
-        model.loss(*random_windows(data, 32, 8, generator)).backward()
-        optimizer.step()
-    assert model.loss(x, y).item() < initial - 0.1
+    initial, final = loss_before_and_after(model, optimizer, steps=30, batch=32, block=8)
+    assert final < initial - 0.1
 
 
 def test_generate_extends_and_respects_top_k():

@@ -11,10 +11,11 @@ from typing import Iterator
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from shakegpt.common.errors import UserError
 from shakegpt.data import Vocabulary
+from shakegpt.training.optimizers import MuonWithAdamW
 from shakegpt.training.schedules import make_scheduler
 
 SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
@@ -71,30 +72,56 @@ class LanguageModel(L.LightningModule):
             if f"{split}/loss" in metrics:
                 self.log(f"{split}/perplexity", torch.exp(metrics[f"{split}/loss"]), sync_dist=True)
 
-    def parameter_groups(self, weight_decay: float, decay: str) -> list[dict]:
+    def muon_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The hidden 2-D weights optimizer=muon hands to Muon, by name: every trainable matrix
+        but the embeddings (token, position) and lm_head, i.e. the attention and feed-forward
+        Linear weights. Muon orthogonalises a matrix's update, which suits weights that map
+        features to features; the input and output layers (and all 1-D parameters) stay on AdamW."""
+        outer = {id(m.weight) for m in self.modules() if isinstance(m, torch.nn.Embedding)}
+        if isinstance(getattr(self, "lm_head", None), torch.nn.Module):
+            outer |= {id(p) for p in self.lm_head.parameters()}
+        return {
+            name: p
+            for name, p in self.named_parameters()
+            if p.requires_grad and p.dim() == 2 and id(p) not in outer
+        }
+
+    def parameter_groups(self, weight_decay: float, decay: str, exclude: set[int] = frozenset()) -> list[dict]:
         """decay=all: one group, as the lecture. decay=matrices (nanoGPT): weight decay on 2-D
         weights only; it shrinks what multiplies activations, while decaying biases and
-        LayerNorm gains only pulls them away from their useful values."""
+        LayerNorm gains only pulls them away from their useful values. exclude: ids of
+        parameters another optimizer takes (Muon's)."""
         if decay not in ("all", "matrices"):
             raise UserError(f"optimizer.decay must be all or matrices, got {decay}")
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in exclude]
         if decay == "all":
             return [{"params": params, "weight_decay": weight_decay}]
-        return [
+        groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
+        return [group for group in groups if group["params"]]
 
     def make_optimizer(self, fused: bool = True) -> torch.optim.Optimizer:
         """The training optimizer (config group optimizer/) without its schedule: the range test
-        sets the rate itself. fused=False turns a fused update into torch's foreach one."""
+        sets the rate itself. fused=False turns a fused update into torch's foreach one.
+        optimizer=muon: Muon on muon_parameters(), AdamW (these settings) on the rest."""
         settings = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "lr": 1e-3})
         if "betas" in settings:
             settings["betas"] = tuple(settings["betas"])
         if not fused and settings.get("fused"):
             settings |= {"fused": False, "foreach": True}
-        groups = self.parameter_groups(settings.pop("weight_decay", 0.0), settings.pop("decay", "all"))
-        return instantiate(settings, params=groups, _convert_="all")
+        extra = {}
+        if issubclass(get_class(settings["_target_"]), MuonWithAdamW):
+            muon = self.muon_parameters()
+            if not muon:
+                raise UserError(
+                    f"optimizer=muon needs hidden weight matrices, and {type(self).__name__} has none: use optimizer=adamw"
+                )
+            extra["muon_params"] = list(muon.values())
+        exclude = {id(p) for p in extra.get("muon_params", ())}
+        groups = self.parameter_groups(settings.pop("weight_decay", 0.0), settings.pop("decay", "all"), exclude)
+        return instantiate(settings, params=groups, **extra, _convert_="all")
 
     def configure_optimizers(self):
         # Lightning refuses gradient clipping under mixed precision when the optimizer unscales

@@ -47,6 +47,11 @@ def lr_range_test(model, batches, min_exp=-4.0, max_exp=0.0, steps=1000, smoothi
     check_range(min_exp, max_exp, steps, smoothing)
     exponents = torch.linspace(min_exp, max_exp, steps).tolist()
     optimizer = model.make_optimizer()
+    if len({group["lr"] for group in optimizer.param_groups}) > 1:
+        raise UserError(
+            "the learning-rate range test sweeps one rate and this optimizer has several "
+            "(optimizer=muon: lr and muon_lr): set optimizer.lr to a number and lr_find=false"
+        )
     model.train()
     losses, smoothed, average = [], [], 0.0
     for i, (exponent, (x, y)) in enumerate(zip(exponents, batches)):

@@ -1,0 +1,138 @@
+"""optimizer=muon: Muon on the hidden matrices, AdamW on the rest, as one optimizer that the
+schedule, checkpoints and resume treat like any other."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from shakegpt.common.errors import UserError
+from shakegpt.data import Vocabulary, read_corpus
+from shakegpt.training.lr_finder import lr_range_test
+from shakegpt.training.optimizers import MuonWithAdamW
+from shakegpt.training.schedules import make_scheduler
+from tests.helpers import ROOT, TINY, loss_before_and_after, run_script
+
+VOCAB = Vocabulary.from_text(read_corpus(None)).chars
+SMALL = ["model.n_embd=32", "model.n_head=4", "model.n_layer=2", "data.block_size=16"]
+
+
+def build(*overrides: str, version: str = "v7", **optimizer):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        sizes = SMALL if version == "v7" else []
+        cfg = compose("config", overrides=[f"model={version}", "optimizer=muon", *sizes, *overrides])
+    settings = OmegaConf.to_container(cfg.optimizer, resolve=True) | optimizer
+    torch.manual_seed(0)
+    return instantiate(cfg.model, vocab=VOCAB, optimizer=settings, _convert_="all", _recursive_=False)
+
+
+def names(model, params) -> set[str]:
+    ids = {id(p) for p in params}
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
+def test_muon_takes_exactly_the_hidden_matrices_and_adamw_the_rest():
+    model = build()
+    optimizer = model.make_optimizer(fused=False)
+    assert isinstance(optimizer, MuonWithAdamW)
+    muon = [p for g in optimizer.muon.param_groups for p in g["params"]]
+    adamw = [p for g in optimizer.adamw.param_groups for p in g["params"]]
+    expected_muon = {
+        f"body.{i}.{name}.weight" for i in range(2) for name in ("sa.qkv", "proj", "ffwd.0", "ffwd.2")
+    }
+    assert names(model, muon) == expected_muon
+    assert names(model, adamw) == {name for name, _ in model.named_parameters()} - expected_muon
+    assert {"token_embedding.weight", "position_embedding.weight", "lm_head.weight"} <= names(model, adamw)
+    assert all(p.dim() == 2 for p in muon)
+    # every parameter exactly once, and the outer param_groups are the inner ones
+    everything = [p for g in optimizer.param_groups for p in g["params"]]
+    assert len(everything) == len({id(p) for p in everything}) == len(list(model.parameters()))
+    assert optimizer.param_groups == optimizer.muon.param_groups + optimizer.adamw.param_groups
+    assert [g["lr"] for g in optimizer.muon.param_groups] == [0.02]
+    assert {g["lr"] for g in optimizer.adamw.param_groups} == {3e-4}  # v7.yaml's optimizer.lr
+    assert "fused" not in optimizer.muon.defaults and optimizer.adamw.defaults["foreach"]
+
+
+def test_decay_matrices_applies_to_adamw_s_share_only():
+    model = build("optimizer.decay=matrices", "optimizer.weight_decay=0.1")
+    optimizer = model.make_optimizer()
+    decays = {g["weight_decay"]: names(model, g["params"]) for g in optimizer.adamw.param_groups}
+    assert decays[0.1] == {"token_embedding.weight", "position_embedding.weight", "lm_head.weight"}
+    assert decays[0.0] == {name for name, p in model.named_parameters() if p.dim() == 1}
+    assert {g["weight_decay"] for g in optimizer.muon.param_groups} == {0.0}  # muon_weight_decay
+
+
+def test_a_model_without_hidden_matrices_is_refused():
+    with pytest.raises(UserError, match="optimizer=muon needs hidden weight matrices"):
+        build(version="bigram").make_optimizer()
+
+
+@pytest.mark.slow
+def test_a_few_steps_lower_the_loss():
+    model = build("model.dropout=0.0")
+    initial, final = loss_before_and_after(model, model.make_optimizer(), steps=25, batch=16, block=16)
+    assert final < initial - 0.3
+
+
+def test_the_schedule_scales_both_learning_rates():
+    optimizer = build(lr=1e-3).make_optimizer()
+    schedule = make_scheduler(optimizer, 100, name="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    for step in range(60):
+        factor = schedule.lr_lambdas[0](step)
+        assert optimizer.muon.param_groups[0]["lr"] == pytest.approx(0.02 * factor)
+        assert optimizer.adamw.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+        optimizer.step()
+        schedule.step()
+    assert optimizer.muon.param_groups[0]["lr"] < 0.02 * 0.9  # decaying by step 60
+
+
+def test_state_dict_round_trip_keeps_groups_shared():
+    model = build()
+    optimizer = model.make_optimizer()
+    model.loss(*torch.randint(65, (2, 2, 16))).backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    fresh = build().make_optimizer()
+    fresh.load_state_dict(state)
+    assert fresh.param_groups == fresh.muon.param_groups + fresh.adamw.param_groups
+    assert all(a is b for a, b in zip(fresh.param_groups, fresh.muon.param_groups + fresh.adamw.param_groups))
+    assert len(fresh.state) == len(list(model.parameters()))
+
+
+def test_the_range_test_refuses_two_rates():
+    with pytest.raises(UserError, match="sweeps one rate"):
+        lr_range_test(build(), iter([]), steps=10)
+
+
+@pytest.mark.slow
+def test_train_py_with_muon_finishes_and_resumes(tmp_path):
+    sizes = ["model=v7", "optimizer=muon", *SMALL, "data.batch_size=8", "scheduler=cosine", "scheduler.warmup_steps=5"]
+    first = tmp_path / "first"
+    result = run_script("train.py", *sizes, *TINY, f"hydra.run.dir={first}")
+    assert result.returncode == 0, result.stderr
+    last = first / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    (optimizer_state,) = checkpoint["optimizer_states"]
+    assert set(optimizer_state) == {"muon", "adamw"}
+    assert checkpoint["global_step"] == 20
+
+    second = tmp_path / "second"
+    overrides = [*TINY, f"ckpt_path={last}", "trainer.max_steps=30", f"hydra.run.dir={second}"]
+    result = run_script("train.py", *sizes, *overrides)
+    assert result.returncode == 0, result.stderr
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 30
+    # the schedule went on from step 20: both rates are below their bases by the same factor
+    muon_group = resumed["optimizer_states"][0]["muon"]["param_groups"][0]
+    adamw_group = resumed["optimizer_states"][0]["adamw"]["param_groups"][0]
+    assert muon_group["lr"] / muon_group["initial_lr"] == pytest.approx(adamw_group["lr"] / adamw_group["initial_lr"])
+    assert muon_group["lr"] < muon_group["initial_lr"]
+
+
+@pytest.mark.slow
+def test_lr_auto_with_muon_is_refused_in_one_line(tmp_path):
+    result = run_script("train.py", "model=v7", "optimizer=muon", *SMALL, "optimizer.lr=auto", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "sweeps one rate" in result.stderr
+    assert "Traceback" not in result.stderr
