@@ -275,3 +275,27 @@ def test_an_apple_gpu_s_random_state_is_saved_and_restored(monkeypatch):
     state["mps"] = torch.tensor([9], dtype=torch.uint8)  # the generator moved on
     model.on_load_checkpoint(checkpoint)
     assert torch.equal(state["mps"], torch.tensor([1, 2, 3], dtype=torch.uint8))
+
+
+def test_a_closed_output_pipe_ends_a_command_quietly(monkeypatch):
+    """`python -m shakegpt.tools.model_diff v7 | head -1`: exit 141 without a traceback."""
+    from shakegpt.common import errors
+
+    monkeypatch.setattr(errors, "quiet_stdout", lambda: None)  # the real one points fd 1 at /dev/null
+
+    @errors.report_user_errors
+    def main():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 141
+
+
+@pytest.mark.parametrize("module", [
+    "shakegpt.evaluate", "shakegpt.tools.bench", "shakegpt.tools.cpu_race", "shakegpt.tools.gpu_race",
+    "shakegpt.tools.model_diff", "shakegpt.tools.pruning", "shakegpt.tools.reproduce",
+])
+def test_every_command_reports_user_errors_in_one_line(module):
+    main = __import__(module, fromlist=["main"]).main
+    assert main.__wrapped__.__module__ == module  # wrapped by report_user_errors

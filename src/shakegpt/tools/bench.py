@@ -27,6 +27,7 @@ from omegaconf import OmegaConf, open_dict
 
 from shakegpt.bookkeeping.report import flops_per_token, read_events
 from shakegpt.common.atomic import write_json, write_text
+from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data import TrainBatches
 from shakegpt.training.run import build_model, pick_threads, quiet_lightning, train
@@ -235,6 +236,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@report_user_errors  # a user error in one line; `| head` ends it quietly
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
     threads = torch.get_num_threads()

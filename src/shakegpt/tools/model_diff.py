@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
+from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import CONFIG_DIR
 from shakegpt.data import Vocabulary, read_corpus
 
@@ -71,6 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@report_user_errors  # a user error in one line; `| head` ends it quietly
 def main(argv: list[str] | None = None) -> None:
     parser = make_parser()
     args = parser.parse_args(argv).args

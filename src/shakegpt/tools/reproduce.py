@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from shakegpt.common.atomic import save_figure, write_text
+from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import CONFIG_DIR, PROJECT_ROOT
 
 TOLERANCE = 0.02  # a reproduction passes at the lecture's loss + this
@@ -253,6 +254,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@report_user_errors  # a user error in one line; `| head` ends it quietly
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
 
