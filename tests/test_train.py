@@ -105,3 +105,18 @@ def test_the_hparams_view_shows_what_shapes_the_result(tmp_path):
     shown = hparams(cfg, 1e-3)
     assert {"model.n_embd", "data.block_size", "optimizer.lr", "trainer.max_steps", "seed"} <= set(shown)
     assert not [k for k in shown if k.startswith(("callbacks.", "logger.")) or k.endswith("_target_")]
+
+
+@pytest.mark.slow
+def test_weight_averaging_is_a_callback_choice_whose_average_is_checkpointed_and_resumes(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = run_script("train.py", "callbacks=ema", "model=bigram", f"hydra.run.dir={first}", *TINY)
+    assert result.returncode == 0, result.stderr
+    checkpoint = torch.load(first / "checkpoints" / "best.ckpt", weights_only=True)  # saved mid-training
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert not all(torch.equal(averaged[k], raw[k]) for k in averaged)  # the average lags the raw weights
+    result = run_script("train.py", "callbacks=ema", "model=bigram", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+                        f"hydra.run.dir={second}", *TINY[1:], "trainer.max_steps=30")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((second / "metrics.json").read_text())["steps"] == 30
