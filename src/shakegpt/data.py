@@ -50,6 +50,12 @@ class Vocabulary:
         return "".join(self.chars[int(t)] for t in tokens)
 
 
+def split_tokens(tokens: torch.Tensor, train_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val): the first train_fraction of the corpus and the rest, as the lecture cuts it."""
+    n_train = int(train_fraction * len(tokens))
+    return tokens[:n_train], tokens[n_train:]
+
+
 def read_bytes(path: Path, what: str) -> bytes:
     """A file the user named (what: 'corpus', 'prompt file'), or one line saying why not."""
     try:
@@ -151,8 +157,7 @@ class CharDataModule(L.LightningDataModule):
         if len(self.vocab) < 2:
             raise UserError(f"the corpus has only {len(self.vocab)} distinct character; a language model needs at least 2")
         tokens = torch.tensor(self.vocab.encode(text), dtype=torch.long)
-        n_train = int(train_fraction * len(tokens))
-        self.train_data, self.val_data = tokens[:n_train], tokens[n_train:]
+        self.train_data, self.val_data = split_tokens(tokens, train_fraction)
         shortest = min(len(self.train_data), len(self.val_data))
         if block_size >= shortest:
             raise UserError(

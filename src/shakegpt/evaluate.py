@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError, report_user_errors
-from shakegpt.data import read_corpus
+from shakegpt.data import read_corpus, split_tokens
 from shakegpt.sampling.generate import load_model, newest_checkpoint, pick_device
 
 OPTIONS = {"ckpt": None, "split": "val", "corpus": None, "device": "auto", "batch": "64"}
@@ -61,12 +61,11 @@ def run_settings(ckpt: Path) -> tuple[str | None, float]:
     return data.get("path"), data.get("train_fraction", 0.9)
 
 
-def split_tokens(model, corpus: str | None, train_fraction: float, split: str) -> torch.Tensor:
-    """The split as the run's datamodule cut it: the first train_fraction of the corpus, the rest."""
-    text = read_corpus(corpus)
-    tokens = torch.tensor(model.vocab.encode(text), dtype=torch.long)
-    n_train = int(train_fraction * len(tokens))
-    return tokens[:n_train] if split == "train" else tokens[n_train:]
+def split_of(model, corpus: str | None, train_fraction: float, split: str) -> torch.Tensor:
+    """The split as the run's datamodule cut it."""
+    tokens = torch.tensor(model.vocab.encode(read_corpus(corpus)), dtype=torch.long)
+    train, val = split_tokens(tokens, train_fraction)
+    return train if split == "train" else val
 
 
 def parse_options(argv: list[str]) -> dict:
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
     model = load_model(ckpt).to(pick_device(options["device"]))
     corpus, train_fraction = run_settings(ckpt)
-    tokens = split_tokens(model, options["corpus"] or corpus, train_fraction, options["split"])
+    tokens = split_of(model, options["corpus"] or corpus, train_fraction, options["split"])
     loss, scored = split_loss(model, tokens, int(options["batch"]))
     print(
         f"{options['split']}: loss {loss:.4f}, {loss / math.log(2):.4f} bits per character, "

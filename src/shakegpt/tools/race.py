@@ -4,7 +4,6 @@ gpu_race compare recipes by."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ def race(name: str, overrides: list[str], runs: Path, target: float) -> dict:
           + f"; {tokens_per_s} tokens/s; whole command {total:.1f} s", flush=True)
     return {
         "command": "python " + " ".join(command), "target": target, "curve": curve, "reached": reached, "best": best,
-        "tokens_per_s": tokens_per_s, "device": json.loads((run_dir / "metrics.json").read_text())["device"], "total": total,
+        "tokens_per_s": tokens_per_s, "device": run.metrics["device"], "total": total,
     }
 
 
