@@ -64,3 +64,11 @@ def test_wrong_input_is_one_line(args, message, capsys):
         main(args)
     assert exit.value.code == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_a_directory_named_as_the_checkpoint_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([f"ckpt={tmp_path}"])
+    assert capsys.readouterr().err.strip() == (
+        f"error: checkpoint {tmp_path} is a directory; name a .ckpt file in it, e.g. {tmp_path}/checkpoints/best.ckpt"
+    )

@@ -19,6 +19,8 @@ def read_checkpoint(path: str | Path) -> dict:
     """A shakegpt checkpoint as a dict. weights_only=True: tensors and plain containers only,
     so a crafted file cannot run code while loading."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a directory; name a .ckpt file in it, e.g. {path}/checkpoints/best.ckpt")
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
