@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers import TINY, run_script
 
@@ -12,3 +13,13 @@ def trained_run(tmp_path_factory) -> Path:
     result = run_script("train.py", "model=v6", f"hydra.run.dir={run_dir}", *TINY)
     assert result.returncode == 0, result.stderr
     return run_dir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu run only where CUDA is: CI has none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

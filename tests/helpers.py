@@ -22,6 +22,25 @@ def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.Complete
     )
 
 
+def kill_train_after(overrides: list[str], run_dir: Path, step: int) -> int:
+    """Start `train.py overrides` in run_dir, SIGKILL it once last.ckpt holds `step` or more
+    steps, and return the step its last.ckpt holds then."""
+    import signal
+    import time
+
+    from shakegpt.bookkeeping.checkpoints import read_checkpoint
+
+    command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and read_checkpoint(last)["global_step"] >= step):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return read_checkpoint(last)["global_step"]
+
+
 def run_cli(script: str, *args: str) -> tuple[int, str, str]:
     """Run an entry point in this process (fast: no second torch import); (exit code, stderr,
     stdout). For what stops before training: error paths, sampling, reports."""

@@ -97,3 +97,19 @@ def test_the_progression_figure_is_written_whole(trained_run, tmp_path, monkeypa
     rows = {"v6": {"runs": [{"run_dir": trained_run}], "val_mean": 2.0}}
     reproduce.progression_figure(rows, tmp_path / "progression.png")
     assert saved == [tmp_path / "progression.png"]
+
+
+def test_v7_s_row_is_read_from_its_gpu_run_and_says_not_measured_without_one(tmp_path):
+    import json
+
+    from shakegpt.tools import reproduce
+
+    metrics = {"accelerator": "cuda", "steps": 5000, "final_val_loss": 1.5012, "best_val_loss": 1.4801,
+               "final_train_loss": 0.9, "fit_seconds": 101.2, "device": "NVIDIA H200 x1"}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "status.json").write_text(json.dumps({"updated": 1796065576.2}))
+    row = reproduce.v7_row(reproduce.gpu_v7_run(tmp_path))
+    assert "| 1.5012 (one run) | 1.5012 (best 1.4801) | 0.9000 | yes | 5,000 | 101 s | NVIDIA H200 x1, 2026-11-" in row
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics | {"accelerator": "cpu"}))  # a CPU run is no full row
+    assert reproduce.gpu_v7_run(tmp_path) is None
+    assert reproduce.v7_row(None).endswith("| needs a GPU |")

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools import gpu_race
 from tests.helpers import TINY
 
@@ -19,8 +20,11 @@ def test_gpu_race_table_from_runs_on_any_trainer(tmp_path):
     # 20 tiny steps stay far above both targets: the table says so rather than inventing a time.
     assert all("| not reached |" in row for row in rows)
     assert "v7's row took" in text and "nanogpt_gpu: `python train.py experiment=nanogpt_gpu trainer=cpu" in text
-    for name in ("v7", "nanogpt_gpu"):
+    for name, row in zip(("v7", "nanogpt_gpu"), rows):
         assert (tmp_path / "runs" / name / "metrics.json").is_file()
+        # The whole-split column is the evaluator's figure for best.ckpt; no GPU, no peak, no MFU.
+        loss, _, _ = score_checkpoint(tmp_path / "runs" / name / "checkpoints" / "best.ckpt")
+        assert f"| {loss:.4f} |" in row and "| not measured |" in row
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -3,9 +3,6 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,7 +10,7 @@ import torch
 
 from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.common.errors import UserError
-from tests.helpers import ROOT, TINY, run_cli, run_script
+from tests.helpers import TINY, kill_train_after, run_cli, run_script
 
 
 def assert_nothing_written(run_dir):
@@ -190,15 +187,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_script("train.py", *RESUMABLE, f"hydra.run.dir={whole}").returncode == 0
 
-    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={killed}"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (last.exists() and read_checkpoint(last)["global_step"] >= 100):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    interrupted_at = read_checkpoint(last)["global_step"]
+    interrupted_at = kill_train_after(RESUMABLE, killed, 100)
     assert 100 <= interrupted_at < 400
 
     result = run_script("train.py", *RESUMABLE, f"hydra.run.dir={killed}", "resume=auto")
@@ -299,3 +289,15 @@ def test_a_closed_output_pipe_ends_a_command_quietly(monkeypatch):
 def test_every_command_reports_user_errors_in_one_line(module):
     main = __import__(module, fromlist=["main"]).main
     assert main.__wrapped__.__module__ == module  # wrapped by report_user_errors
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("override", ["trainer=gpu", "trainer=ddp", "trainer.accelerator=cuda"])
+def test_a_gpu_trainer_without_a_gpu_is_one_line(override, tmp_path):
+    code, stderr, _ = run_cli("train.py", "model=v6", override, f"hydra.run.dir={tmp_path}")
+    assert code == 2
+    accelerator = "cuda" if "cuda" in override else "gpu"
+    assert stderr.strip().splitlines() == [
+        f"error: trainer.accelerator={accelerator} needs a GPU and this machine has none; "
+        "use trainer=cpu, or trainer.accelerator=auto to take one where there is one"
+    ]

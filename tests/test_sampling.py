@@ -163,3 +163,18 @@ def test_a_misspelt_option_is_one_line(trained_run):
     code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=ROMEO:", "max_new_tokns=30")
     assert code == 2
     assert stderr.strip().startswith("error: unknown option max_new_tokns; the options are ckpt, device, max_new_tokens,")
+
+
+def test_a_checkpoint_trained_on_a_gpu_with_compile_and_bf16_loads_and_samples_on_this_cpu():
+    """tests/data/h200_compiled_bf16.ckpt: a tiny v7 (32 wide, 2 layers, 300 steps) trained by
+    `python train.py trainer=gpu model=v7 model.n_embd=32 model.n_head=4 model.n_layer=2
+    data.block_size=32 data.batch_size=32 trainer.max_steps=300` on an NVIDIA H200 (torch 2.11,
+    torch.compile, bf16-mixed). Its whole-split val loss there and here is the same model's."""
+    from shakegpt.evaluate import score_checkpoint
+
+    ckpt = ROOT / "tests" / "data" / "h200_compiled_bf16.ckpt"
+    loss, scored, model = score_checkpoint(ckpt, "val", "cpu")
+    assert (round(loss, 4), scored) == (2.8180, 111_539)
+    code, stderr, stdout = run_cli("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=30", "device=cpu")
+    assert code == 0, stderr
+    assert stdout.startswith("ROMEO:") and len(stdout.rstrip("\n")) == len("ROMEO:") + 30

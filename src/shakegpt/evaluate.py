@@ -68,6 +68,14 @@ def split_of(model, corpus: str | None, train_fraction: float, split: str) -> to
     return train if split == "train" else val
 
 
+def score_checkpoint(ckpt: Path, split: str = "val", device: str = "auto", corpus: str | None = None, batch: int = 64):
+    """(mean loss, positions scored, model) of a checkpoint over its run's whole split."""
+    model = load_model(ckpt).to(pick_device(device))
+    run_corpus, train_fraction = run_settings(ckpt)
+    loss, scored = split_loss(model, split_of(model, corpus or run_corpus, train_fraction, split), batch)
+    return loss, scored, model
+
+
 def parse_options(argv: list[str]) -> dict:
     options = dict(OPTIONS)
     for arg in argv:
@@ -90,10 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     options = parse_options(argv)
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
-    model = load_model(ckpt).to(pick_device(options["device"]))
-    corpus, train_fraction = run_settings(ckpt)
-    tokens = split_of(model, options["corpus"] or corpus, train_fraction, options["split"])
-    loss, scored = split_loss(model, tokens, int(options["batch"]))
+    loss, scored, model = score_checkpoint(ckpt, options["split"], options["device"], options["corpus"], int(options["batch"]))
     print(
         f"{options['split']}: loss {loss:.4f}, {loss / math.log(2):.4f} bits per character, "
         f"over all {scored:,} positions in windows of {model.block_size} ({ckpt})"

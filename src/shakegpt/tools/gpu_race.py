@@ -11,6 +11,7 @@ Not a test: every figure it writes was measured by the runs it starts.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from shakegpt.common.atomic import write_text
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
+from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools.race import curve_lines, first_at_target, race
 from shakegpt.tools.reproduce import lecture_losses
 
@@ -42,34 +44,83 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bf16_peak(n: int = 8192, repeats: int = 10) -> float:
+    """FLOP/s of an n x n x n bf16 matmul on this GPU: the median of `repeats`, timed with CUDA
+    events after three warm-ups. What MFU is measured against."""
+    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    seconds = []
+    for _ in range(repeats):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        seconds.append(begin.elapsed_time(end) / 1e3)
+    return 2 * n**3 / statistics.median(seconds)
+
+
+def full_val_loss(result: dict, device: str) -> float:
+    """The best checkpoint's loss over the whole validation split (shakegpt.evaluate)."""
+    loss, _, model = score_checkpoint(result["run_dir"] / "checkpoints" / "best.ckpt", "val", device)
+    del model
+    return loss
+
+
+def mfu(result: dict, peak: float | None) -> str:
+    if peak is None or result["rate"] is None or result["flops_per_token"] is None:
+        return "not measured"
+    return f"{100 * result['flops_per_token'] * result['rate'] / peak:.1f}%"
+
+
+def race_table(results: dict[str, dict], peak: float | None) -> list[str]:
+    lines = [
+        "| recipe | target val loss | first evaluation at or below it | best val loss | final val (train) "
+        "| whole-split val loss, best.ckpt | training tokens/s | MFU | whole command |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    return lines + [
+        f"| {name} | {r['target']} | {first_at_target(r)} | {r['best'][1]:.4f} (step {r['best'][0]}) "
+        f"| {r['final'][0]:.4f} ({r['final'][1]:.4f}) | {r['full_val']:.4f} | {r['tokens_per_s']} | {mfu(r, peak)} "
+        f"| {r['total']:.1f} s |"
+        for name, r in results.items()
+    ]
+
+
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
-    if args.trainer not in CPU_TRAINERS and not torch.cuda.is_available():
+    on_gpu = args.trainer not in CPU_TRAINERS
+    if on_gpu and not torch.cuda.is_available():
         raise UserError(f"--trainer {args.trainer} needs a CUDA GPU and this machine has none")
-
-    results = {
-        name: race(name, [*overrides, f"trainer={args.trainer}", *args.overrides], args.runs, target)
-        for name, (overrides, target) in RECIPES.items()
-    }
+    peak = bf16_peak() if on_gpu else None
+    results = {}
+    for name, (overrides, target) in RECIPES.items():
+        results[name] = race(name, [*overrides, f"trainer={args.trainer}", *args.overrides], args.runs, target)
+        results[name]["full_val"] = full_val_loss(results[name], "cuda" if on_gpu else "cpu")
     v7 = results["v7"]
+    peak_line = (f"MFU counts 6 FLOPs per parameter plus attention's per token, against this GPU's measured bf16 "
+                 f"peak: {peak / 1e12:.0f} TFLOP/s (8192 x 8192 x 8192 matmul, median of 10)." if peak
+                 else "MFU is not measured: no GPU peak on this trainer.")
     lines = [
         "# v7 and nanoGPT's config on a GPU",
         "",
-        f"Written by `python -m shakegpt.tools.gpu_race {' '.join(argv if argv is not None else sys.argv[1:])}` on "
+        f"Written by `{' '.join(['python -m shakegpt.tools.gpu_race', *(argv if argv is not None else sys.argv[1:])])}` on "
         f"{date.today().isoformat()} ({v7['device']}): the recipes ran one after the other, each from a fresh",
         "process; times are wall seconds from the command's start (imports and compilation included) to each evaluation.",
+        "Val losses during the runs are the lecture's 200-batch estimate; the whole-split column scores every",
+        "validation position once (`python -m shakegpt.evaluate`).",
         "",
-        "| recipe | target val loss | first evaluation at or below it | best val loss | training tokens/s | whole command |",
-        "|---|---:|---|---:|---:|---:|",
+        *race_table(results, peak),
+        "",
+        peak_line,
+        "",
+        f"v7's row took {v7['total']:.0f} s, {'within' if v7['total'] <= ROW_TARGET_SECONDS else 'over'} the "
+        f"{ROW_TARGET_SECONDS} s target.",
+        "",
+        *curve_lines(results),
     ]
-    lines += [
-        f"| {name} | {result['target']} | {first_at_target(result)} | {result['best'][1]:.4f} (step {result['best'][0]}) "
-        f"| {result['tokens_per_s']} | {result['total']:.1f} s |"
-        for name, result in results.items()
-    ]
-    verdict = "within" if v7["total"] <= ROW_TARGET_SECONDS else "over"
-    lines += ["", f"v7's row took {v7['total']:.0f} s, {verdict} the {ROW_TARGET_SECONDS} s target.", "", *curve_lines(results)]
     text = "\n".join(lines) + "\n"
     write_text(args.out, text)
     print(text)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from shakegpt.bookkeeping.report import load_run
+from shakegpt.bookkeeping.report import flops_per_token, load_run
 from shakegpt.common.errors import UserError
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.reproduce import display_path
@@ -32,13 +32,16 @@ def race(name: str, overrides: list[str], runs: Path, target: float) -> dict:
     reached = next(((step, loss, seconds) for step, loss, seconds in curve if loss <= target), None)
     best = min(curve, key=lambda point: point[1])
     rates = [value for _, value, _ in run.scalars.get("perf/tokens_per_s", [])]
-    tokens_per_s = f"{statistics.median(rates):,.0f}" if rates else "not measured"
+    rate = statistics.median(rates) if rates else None
+    tokens_per_s = f"{rate:,.0f}" if rates else "not measured"
     print(f"{name}: best val {best[1]:.4f} at step {best[0]}; {target} "
           + (f"reached at step {reached[0]} after {reached[2]:.1f} s" if reached else "not reached")
           + f"; {tokens_per_s} tokens/s; whole command {total:.1f} s", flush=True)
     return {
         "command": "python " + " ".join(command), "target": target, "curve": curve, "reached": reached, "best": best,
-        "tokens_per_s": tokens_per_s, "device": run.metrics["device"], "total": total,
+        "tokens_per_s": tokens_per_s, "rate": rate, "device": run.metrics["device"], "total": total,
+        "final": (run.metrics["final_val_loss"], run.metrics["final_train_loss"]), "run_dir": run_dir,
+        "flops_per_token": flops_per_token(run.metrics["parameters"], run.config),
     }
 
 

@@ -85,10 +85,10 @@ def verdict(version: str, measured: float) -> str:
     return "yes" if measured <= lecture + TOLERANCE else f"**no** (+{measured - lecture:.4f})"
 
 
-def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int) -> str:
+def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int, gpu_run: dict | None = None) -> str:
     seeds = next(iter(rows.values()))["seeds"] if rows else []
-    lines = [*table_intro(seeds, jobs), *(version_row(v, row) for v, row in rows.items()), v7_row()]
-    lines += table_notes(v7_check)
+    lines = [*table_intro(seeds, jobs), *(version_row(v, row) for v, row in rows.items()), v7_row(gpu_run)]
+    lines += table_notes(v7_check, gpu_run)
     lines += ["", "Commands (one per seed)", ""]
     lines += [f"- {v}: `{m['command']}`" for v, row in rows.items() for m in row["runs"]]
     return "\n".join(lines) + "\n"
@@ -111,7 +111,7 @@ def table_intro(seeds: list[int], jobs: int) -> list[str]:
         "v7's throughput on this CPU: [bench.md](bench.md) (`python -m shakegpt.tools.bench`). A CPU recipe that reaches",
         "nanoGPT's CPU loss in half its time, measured beside it: [cpu_race.md](cpu_race.md) (`python -m shakegpt.tools.cpu_race`).",
         "v7's full row needs a GPU: `python -m shakegpt.tools.gpu_race` runs it there, with nanoGPT's config beside it, and",
-        "writes their time to target loss and tokens/s to gpu_race.md. No GPU has run it for these docs yet.",
+        "writes their time to target loss, tokens/s and MFU to [gpu_race.md](gpu_race.md); v7's row below is that run's.",
         "",
         "| version | parameters | lecture val loss | measured val loss (mean ± sd) | per seed | measured train loss (mean) "
         "| reproduced | steps | wall time per run | device |",
@@ -130,16 +130,33 @@ def version_row(version: str, row: dict) -> str:
     )
 
 
-def v7_row() -> str:
+def gpu_v7_run(run_dir: Path) -> dict | None:
+    """The metrics of v7's full row as gpu_race left it in run_dir, if it ran there on a GPU."""
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        return None
+    metrics = json.loads(metrics_file.read_text())
+    if metrics.get("accelerator") != "cuda" or metrics.get("steps") != 5000:
+        return None
+    day = date.fromtimestamp(json.loads((run_dir / "status.json").read_text())["updated"]).isoformat()
+    return metrics | {"run_dir": run_dir, "date": day}
+
+
+def v7_row(gpu_run: dict | None) -> str:
     lecture = lecture_losses("v7")
-    missing = "not measured yet"
-    return (
-        f"| v7 | 10,788,929 | {lecture['val_loss']} (train {lecture['train_loss']}) | {missing} | {missing} | {missing} "
-        f"| {missing} | 5,000 | {missing} | needs a GPU |"
+    head = f"| v7 | 10,788,929 | {lecture['val_loss']} (train {lecture['train_loss']}) "
+    if gpu_run is None:
+        missing = "not measured yet"
+        return head + f"| {missing} | {missing} | {missing} | {missing} | 5,000 | {missing} | needs a GPU |"
+    val = gpu_run["final_val_loss"]
+    return head + (
+        f"| {val:.4f} (one run) | {val:.4f} (best {gpu_run['best_val_loss']:.4f}) | {gpu_run['final_train_loss']:.4f} "
+        f"| {verdict('v7', val)} | {gpu_run['steps']:,} | {gpu_run['fit_seconds']:.0f} s "
+        f"| {gpu_run['device']}, {gpu_run['date']} |"
     )
 
 
-def table_notes(v7_check: dict | None) -> list[str]:
+def table_notes(v7_check: dict | None, gpu_run: dict | None = None) -> list[str]:
     lines = [
         "",
         "Notes",
@@ -157,6 +174,11 @@ def table_notes(v7_check: dict | None) -> list[str]:
             f"{v7_check['final_val_loss']:.4f} at step {v7_check['steps']} "
             f"({v7_check['fit_seconds']:.0f} s, {v7_check['device']}). Its full row needs a GPU."
         )
+    if gpu_run is not None:
+        lines.append(
+            f"- v7's row is one run on a GPU (`python -m shakegpt.tools.gpu_race`, `{display_path(gpu_run['run_dir'])}`), "
+            "not a mean of seeds; its\n  best checkpoint's loss over the whole validation split is in gpu_race.md."
+        )
     return lines
 
 
@@ -167,9 +189,11 @@ def val_curve(run_dir: Path) -> dict[int, float]:
     return {step + 1: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
 
 
-def progression_figure(rows: dict[str, dict], path: Path) -> None:
+def progression_figure(rows: dict[str, dict], path: Path, gpu_run: dict | None = None) -> None:
     """Every version's validation curve (mean over seeds, band from min to max) on one figure,
     the lecture's final figure marked beside each. v7 joins when its full row is measured."""
+    if gpu_run is not None:
+        rows = rows | {"v7": {"runs": [gpu_run], "val_mean": gpu_run["final_val_loss"]}}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,8 +213,9 @@ def progression_figure(rows: dict[str, dict], path: Path) -> None:
     ax.plot([], [], "k*", markersize=11, linestyle="none", label="the lecture's final val loss")
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
-    ax.set_ylim(1.9, 3.5)
-    ax.set_title("The lecture's models on Tiny Shakespeare: validation loss, mean of seeds (band: min to max)")
+    ax.set_ylim(1.9 if gpu_run is None else 1.3, 3.5)
+    ax.set_title("The lecture's models on Tiny Shakespeare: validation loss, mean of seeds (band: min to max)"
+                 + ("" if gpu_run is None else f"; v7: one run on {gpu_run['device']}"), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
     fig.tight_layout()
@@ -249,6 +274,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="rewrite the docs from the runs already there")
     parser.add_argument("--skip-v7", action="store_true", help="skip v7's short CPU check")
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "reproduce")
+    parser.add_argument("--v7-run", type=Path, default=PROJECT_ROOT / "runs" / "gpu_race" / "v7",
+                        help="v7's full row: the run gpu_race made on a GPU, read when it is there")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "results.md")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (e.g. for a quick check)")
     return parser
@@ -263,10 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_v7:
         v7_check = run_version("v7", args.runs / "v7", V7_CPU_CHECK + args.overrides, train=not args.no_train)
         v7_check["first_step"], v7_check["first_val_loss"] = first_val_loss(args.runs / "v7")
-    table = results_table(rows, v7_check, args.jobs)
+    gpu_run = gpu_v7_run(args.v7_run)
+    table = results_table(rows, v7_check, args.jobs, gpu_run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, table)
-    progression_figure(rows, args.out.parent / "progression.png")
+    progression_figure(rows, args.out.parent / "progression.png", gpu_run)
     write_text(args.out.parent / "samples.md", samples_page(rows))
     print(table)
 

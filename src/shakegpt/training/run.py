@@ -61,6 +61,17 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.compile not in (True, False, "auto"):
         raise UserError(f"compile must be true, false or auto, got {cfg.compile}")
     check_positive_int("threads", cfg.threads, or_null=True)
+    check_accelerator(cfg.trainer.accelerator)
+
+
+def check_accelerator(accelerator: str) -> None:
+    """A GPU trainer on a machine without one, in one line rather than Lightning's traceback."""
+    has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    if accelerator == "gpu" and not has_gpu or accelerator == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} needs a GPU and this machine has none; "
+            "use trainer=cpu, or trainer.accelerator=auto to take one where there is one"
+        )
 
 
 def pick_threads(requested: int | None, n_params: int, parallel_jobs: int = 1) -> int:
