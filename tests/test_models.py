@@ -31,8 +31,14 @@ PARAMETERS = {
     "v5": 41_921,
     "v6": 42_369,
     "v7": 10_788_929,
+    # After the lecture, at v7's size.
+    "v8": 10_690_625,
+    "v9": 10_685_633,
+    "v10": 10_674_113,
+    "v11": 10_674_881,
+    "v12": 10_674_881,
 }
-ATTENTION_VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7"]
+ATTENTION_VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12"]
 
 
 def build(version: str, *overrides: str):

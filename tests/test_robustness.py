@@ -33,7 +33,7 @@ def corpora(tmp_path):
 
 
 TRAIN_CASES = [
-    (["model=v9"], 1, "Could not find 'model/v9'"),
+    (["model=v99"], 1, "Could not find 'model/v99'"),
     (["model=v6", "model.n_head=5"], 2, "error: model.n_embd=32 must be divisible by model.n_head=5"),
     (["model=v6", "model.n_embd=0"], 2, "error: model.n_embd must be a positive integer, got 0"),
     (["model=v6", "model.n_layer=-1"], 2, "error: model.n_layer must be a positive integer, got -1"),

@@ -31,8 +31,14 @@ class CausalSelfAttention(nn.Module):
         return f"n_head={self.n_head}, head_size={self.head_size}, dropout={self.dropout}"
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
+        return self.attend(*self.heads(x))
+
+    def heads(self, x):  # (B, T, n_embd) -> q, k, v, each (B, nh, T, hs)
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        return self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+
+    def attend(self, q, k, v):  # (B, nh, T, hs) each -> (B, T, nh * hs)
+        B, _, T, _ = q.shape
         dropout = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)  # (B, nh, T, hs)
         return out.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:<22} {description}")
         return
     marks = {(True, False): "-", (False, True): "+", (True, True): "~"}
+    if not changes(*modules):
+        print(f"  the same modules: {versions[1]} changes the initialisation or the forward pass (its docstring says which)")
     for name, (old, new) in changes(*modules).items():
         text = f"{old} -> {new}" if old and new else old or new
         print(f"{marks[old is not None, new is not None]} {name:<22} {text}")

@@ -1,0 +1,157 @@
+"""After the lecture: v7 and each later version (v8..v12, one change each) trained at one shared
+CPU-sized shape and budget, 3 seeds each, scored on the whole validation split; then the
+optimizer and weight-averaging choices on the last version. Writes docs/beyond.md (the table)
+and docs/beyond.png (the validation curves).
+
+    python -m shakegpt.tools.beyond                     # every row, 3 seeds, 2 runs at a time
+    python -m shakegpt.tools.beyond --rows v7 v8 --seeds 1337
+    python -m shakegpt.tools.beyond --no-train          # rewrite the docs from the runs already there
+
+Not a test: every figure it writes was measured by the runs it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+from shakegpt.common.atomic import save_figure, write_text
+from shakegpt.common.errors import report_user_errors
+from shakegpt.common.paths import PROJECT_ROOT
+from shakegpt.evaluate import score_checkpoint
+from shakegpt.tools.reproduce import run_version, val_curve
+
+# One shape and budget for every row: small enough that a run takes about two minutes on one
+# core here, large enough that the architecture matters (4 layers, 64-character windows).
+SHAPE = [
+    "model.n_embd=96", "model.n_head=4", "model.n_layer=4", "model.dropout=0.0",
+    "data.block_size=64", "data.batch_size=32", "data.eval_iters=20",
+    "trainer.max_steps=1200", "trainer.val_check_interval=200",
+    "optimizer.lr=3e-3", "optimizer.weight_decay=0.1", "optimizer.betas=[0.9,0.99]",
+    "scheduler=cosine", "scheduler.warmup_steps=50", "scheduler.min_lr_ratio=0.1",
+]
+ADAMW = ["optimizer=adamw"]  # weight decay on 2-D weights only, as nanoGPT
+# name: (version, its overrides, the one change, the row it is compared with)
+ROWS = {
+    "v7": ("v7", ADAMW, "the lecture's last version (its dropout off at this size)", None),
+    "v8": ("v8", ADAMW, "rotary position embeddings instead of the learned table", "v7"),
+    "v9": ("v9", ADAMW, "RMSNorm instead of LayerNorm", "v8"),
+    "v10": ("v10", ADAMW, "SwiGLU feed-forward instead of ReLU", "v9"),
+    "v11": ("v11", ADAMW, "QK-norm: RMSNorm on each head's q and k", "v10"),
+    "v12": ("v12", ADAMW, "zero-initialised output projections", "v11"),
+    "v12+muon": ("v12", ["optimizer=muon"], "optimizer=muon: Muon on the hidden matrices, AdamW on the rest", "v12"),
+    "v12+ema": ("v12", [*ADAMW, "callbacks=ema"], "callbacks=ema: the checkpoint holds an average of the weights", "v12"),
+}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1337, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one core)")
+    parser.add_argument("--no-train", action="store_true", help="rewrite the docs from the runs already there")
+    parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "beyond")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "beyond.md")
+    parser.add_argument("overrides", nargs="*", help="more train.py overrides for every run (e.g. for a quick check)")
+    return parser
+
+
+def run_row(name: str, seed: int, runs: Path, overrides: list[str], train: bool) -> dict:
+    """One run of a row, with its best checkpoint's loss over the whole validation split."""
+    version, extra, _, _ = ROWS[name]
+    run_dir = runs / name / f"seed{seed}"
+    metrics = run_version(version, run_dir, [*SHAPE, *extra, "threads=1", f"seed={seed}", *overrides], train)
+    metrics["full_val"], _, _ = score_checkpoint(run_dir / "checkpoints" / "best.ckpt", "val", "cpu")
+    return metrics
+
+
+def run_all(names: list[str], seeds: list[int], args) -> dict[str, list[dict]]:
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {(n, s): pool.submit(run_row, n, s, args.runs, args.overrides, not args.no_train) for n in names for s in seeds}
+        return {n: [futures[n, s].result() for s in seeds] for n in names}
+
+
+def row_line(name: str, runs: list[dict], results: dict[str, list[dict]]) -> str:
+    _, _, change, previous = ROWS[name]
+    losses = [m["full_val"] for m in runs]
+    mean = statistics.mean(losses)
+    sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+    if previous in results:
+        delta = mean - statistics.mean(m["full_val"] for m in results[previous])
+        delta_text = f"{delta:+.4f} vs {previous}"
+    else:
+        delta_text = "n/a"
+    return (
+        f"| {name} | {change} | {runs[0]['parameters']:,} | {mean:.4f} ± {sd:.4f} | {mean / math.log(2):.3f} "
+        f"| {', '.join(f'{loss:.4f}' for loss in losses)} | {delta_text} "
+        f"| {statistics.mean(m['fit_seconds'] for m in runs):.0f} s |"
+    )
+
+
+def page(results: dict[str, list[dict]], seeds: list[int], argv: list[str], jobs: int) -> str:
+    lines = [
+        "# After the lecture: each change measured",
+        "",
+        f"Written by `{' '.join(['python -m shakegpt.tools.beyond', *argv])}` on {date.today().isoformat()}. Every row trains",
+        f"at one shared shape and budget, once per seed ({', '.join(map(str, seeds))}), {jobs} run(s) at a time, one thread each:",
+        "",
+        f"    {' '.join(SHAPE)}",
+        "",
+        "Loss is the best checkpoint's mean cross-entropy over the whole validation split, every position",
+        "scored once (`python -m shakegpt.evaluate`), not the 20-batch estimate the runs log. Each version",
+        "is the one above it plus one change; the optimizer rows change only the optimizer or the callbacks.",
+        "",
+        "![validation curves](beyond.png)",
+        "",
+        "| row | the one change | parameters | whole-split val loss (mean ± sd) | bits/char | per seed "
+        "| delta (negative helps) | training time per run |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
+        *(row_line(name, runs, results) for name, runs in results.items()),
+        "",
+        "Commands (one per seed)",
+        "",
+        *(f"- {name}: `{m['command']}`" for name, runs in results.items() for m in runs),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def curves_figure(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for name, runs in results.items():
+        curves = [val_curve(m["run_dir"]) for m in runs]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        ax.plot(steps, [statistics.mean(c[s] for c in curves) for s in steps], marker=".",
+                label=f"{name} ({statistics.mean(m['full_val'] for m in runs):.4f})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (the runs' 20-batch estimate, mean of seeds)")
+    ax.set_title("After the lecture, at one shared shape: validation loss (legend: whole-split loss)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+@report_user_errors
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = make_parser().parse_args(argv)
+    results = run_all(args.rows, args.seeds, args)
+    text = page(results, args.seeds, argv, args.jobs)
+    write_text(args.out, text)
+    curves_figure(results, args.out.with_suffix(".png"))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

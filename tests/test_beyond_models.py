@@ -1,0 +1,133 @@
+"""The versions after the lecture (v8..v12): each adds exactly its one change over the one before,
+keeps attention causal (test_models' causal-mask and parameter tests cover them too) and trains."""
+
+import pytest
+import torch
+from torch import nn
+
+from shakegpt.common.errors import UserError
+from shakegpt.data import Vocabulary, read_corpus
+from shakegpt.models.v7 import V7
+from shakegpt.models.v8 import V8, Rotary
+from shakegpt.models.v9 import V9
+from shakegpt.models.v10 import V10
+from shakegpt.models.v11 import V11
+from shakegpt.models.v12 import V12
+from shakegpt.tools.model_diff import describe
+from tests.helpers import loss_before_and_after
+from tests.test_models import HS, C, H, L, P, T, added_parameters, layer_norm, per_block, small, step
+
+SIZES = {"n_embd": C, "n_head": H, "n_layer": L, "dropout": P}
+RMS = describe(nn.RMSNorm(C))  # its wording changes with the torch release
+
+
+def attention(kind: str) -> str:
+    return f"{kind}(n_head={H}, head_size={HS}, dropout={P})"
+
+
+def test_v8_turns_the_position_table_into_a_rotation_of_q_and_k():
+    v7, v8 = small(V7, **SIZES), small(V8, **SIZES)
+    assert step(v7, v8) == {
+        "position_embedding": (f"Embedding({T}, {C})", None),
+        **per_block({
+            "body.#.sa": (attention("v2.CausalSelfAttention"), attention("v8.RotaryAttention")),
+            "body.#.sa.rotary": (None, f"v8.Rotary(head_size={HS}, base=10000)"),
+        }),
+    }
+    assert added_parameters(v7, v8) == -T * C
+    assert "position_embedding.weight" not in v8.state_dict()  # nor the rotation: it is computed
+
+
+def test_the_rotation_makes_attention_scores_depend_on_the_distance_only():
+    rotary = Rotary(head_size=8, block_size=16)
+    q, k = torch.randn(8), torch.randn(8)
+    at = torch.stack([q, k] * 8)[None, None]  # (1, 1, 16, 8): q at even positions, k at odd ones
+
+    def score(t, s):
+        rotated = rotary(at)[0, 0]
+        return rotated[t] @ rotated[s]
+
+    torch.testing.assert_close(score(2, 1), score(10, 9))  # both 1 apart
+    torch.testing.assert_close(score(6, 3), score(14, 11))  # both 3 apart
+    assert not torch.allclose(score(2, 1), score(6, 3))
+    torch.testing.assert_close(rotary(at).norm(dim=-1), at.norm(dim=-1))  # a rotation keeps lengths
+
+
+def test_v9_swaps_every_layernorm_for_rmsnorm():
+    v8, v9 = small(V8, **SIZES), small(V9, **SIZES)
+    assert step(v8, v9) == {
+        **per_block({
+            "body.#": ("v7.Block()", "v9.Block()"),
+            "body.#.ln1": (layer_norm(), RMS),
+            "body.#.ln2": (layer_norm(), RMS),
+        }),
+        "ln_f": (layer_norm(), RMS),
+    }
+    assert added_parameters(v8, v9) == -(2 * L + 1) * C  # the biases
+
+
+def test_v10_swaps_the_relu_feed_forward_for_swiglu():
+    v9, v10 = small(V9, **SIZES), small(V10, **SIZES)
+    hidden = 8 * C // 3
+    assert step(v9, v10) == per_block({
+        "body.#.ffwd": ("Sequential()", "v10.SwiGLU()"),
+        "body.#.ffwd.0": (f"Linear(in_features={C}, out_features={4 * C}, bias=True)", None),
+        "body.#.ffwd.1": ("ReLU()", None),
+        "body.#.ffwd.2": (f"Linear(in_features={4 * C}, out_features={C}, bias=True)", None),
+        "body.#.ffwd.gate": (None, f"Linear(in_features={C}, out_features={hidden}, bias=False)"),
+        "body.#.ffwd.up": (None, f"Linear(in_features={C}, out_features={hidden}, bias=False)"),
+        "body.#.ffwd.down": (None, f"Linear(in_features={hidden}, out_features={C}, bias=False)"),
+    })
+    assert added_parameters(v9, v10) == L * (3 * C * hidden - (8 * C * C + 5 * C))
+
+
+def test_v11_adds_an_rmsnorm_on_each_head_s_queries_and_keys():
+    v10, v11 = small(V10, **SIZES), small(V11, **SIZES)
+    head_norm = describe(nn.RMSNorm(HS))
+    assert step(v10, v11) == per_block({
+        "body.#.sa": (attention("v8.RotaryAttention"), attention("v11.QKNormAttention")),
+        "body.#.sa.q_norm": (None, head_norm),
+        "body.#.sa.k_norm": (None, head_norm),
+    })
+    assert added_parameters(v10, v11) == L * 2 * HS
+
+
+def test_v12_only_zeroes_the_residual_branches_outputs_so_each_block_starts_as_the_identity():
+    v11, v12 = small(V11, **SIZES), small(V12, **SIZES)
+    assert step(v11, v12) == {}
+    changed = {name for name, p in v12.named_parameters() if not torch.equal(p, v11.state_dict()[name])}
+    assert changed == {f"body.{i}.{name}" for i in range(L) for name in ("proj.weight", "ffwd.down.weight")}
+    assert all(v12.state_dict()[name].eq(0).all() for name in changed | {f"body.{i}.proj.bias" for i in range(L)})
+    idx = torch.randint(7, (2, T), generator=torch.Generator().manual_seed(0))
+    v12.eval()
+    torch.testing.assert_close(v12(idx), v12.lm_head(v12.ln_f(v12.token_embedding(idx))))
+
+
+def test_v11_s_forward_is_written_out():
+    """Token embedding, then per block: normed q and k rotated, causal attention, SwiGLU."""
+    model = small(V11, **SIZES).eval()
+    idx = torch.randint(7, (2, T), generator=torch.Generator().manual_seed(0))
+    x = model.token_embedding(idx)  # (B, T, C)
+    mask = torch.ones(T, T).tril().bool()
+    for b in model.body:
+        q, k, v = b.sa.qkv(b.ln1(x)).view(2, T, 3, H, HS).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, HS)
+        q, k = b.sa.rotary(b.sa.q_norm(q)), b.sa.rotary(b.sa.k_norm(k))
+        weights = (q @ k.transpose(-2, -1) / HS**0.5).masked_fill(~mask, float("-inf")).softmax(-1)
+        x = x + b.proj((weights @ v).transpose(1, 2).reshape(2, T, C))
+        h = b.ln2(x)
+        x = x + b.ffwd.down(nn.functional.silu(b.ffwd.gate(h)) * b.ffwd.up(h))
+    torch.testing.assert_close(model(idx), model.lm_head(model.ln_f(x)))
+
+
+def test_rotary_needs_an_even_head_size():
+    with pytest.raises(UserError, match="head_size 3 must be even"):
+        small(V8, n_embd=9, n_head=3, n_layer=1)
+
+
+@pytest.mark.parametrize("version", [V8, V9, V10, V11, V12])
+def test_a_few_steps_lower_the_loss(version):
+    torch.manual_seed(0)
+    model = version(Vocabulary.from_text(read_corpus(None)).chars, 16, n_embd=32, n_head=4, n_layer=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    initial, final = loss_before_and_after(model, optimizer, steps=30, batch=16, block=16)
+    assert final < initial - 0.1
