@@ -81,7 +81,7 @@ def test_command_parses(doc, command):
         pytest.fail(f"{doc} shows a command this check does not know: {command}")
 
 
-@pytest.mark.parametrize("tool", ["reproduce", "bench", "cpu_race", "gpu_race", "beyond"])
+@pytest.mark.parametrize("tool", ["reproduce", "bench", "cpu_race", "gpu_race", "beyond", "speedrun"])
 def test_each_tool_s_docstring_names_the_file_it_writes(tool):
     module = __import__(f"shakegpt.tools.{tool}", fromlist=["make_parser"])
     written = module.make_parser().get_default("out")
