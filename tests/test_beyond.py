@@ -28,3 +28,12 @@ def test_the_table_scores_each_run_on_the_whole_split_and_compares_each_row_with
     delta = statistics.mean(losses["v12+muon"]) - statistics.mean(losses["v12"])
     assert f"| {delta:+.4f} vs v12 |" in rows["v12+muon"] and "| n/a |" in rows["v12"]
     assert "optimizer=muon" in text and (tmp_path / "beyond.png").stat().st_size > 0
+
+
+def test_a_run_that_fails_stops_the_tool_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        beyond.main(["--rows", "v7", "--seeds", "1", "--jobs", "1", "--runs", str(tmp_path), "--out", str(tmp_path / "b.md"),
+                     "model.n_head=5"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: a run stopped with exit code 2 (its error is above): python train.py model=v7")
+    assert not (tmp_path / "b.md").exists()

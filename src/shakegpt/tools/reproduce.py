@@ -23,7 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from shakegpt.common.atomic import save_figure, write_text
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.paths import CONFIG_DIR, PROJECT_ROOT
 
 TOLERANCE = 0.02  # a reproduction passes at the lecture's loss + this
@@ -38,7 +38,9 @@ def run_version(version: str, run_dir: Path, overrides: list[str], train: bool =
     with train=False, only read what an earlier run left there."""
     command = ["train.py", f"model={version}", f"hydra.run.dir={display_path(run_dir)}", *overrides]
     if train or not (run_dir / "metrics.json").is_file():
-        subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
+        finished = subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
+        if finished.returncode != 0:
+            raise UserError(f"a run stopped with exit code {finished.returncode} (its error is above): python {' '.join(command)}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(f"{version} {' '.join(overrides)}: val {metrics['final_val_loss']:.4f} in {metrics['fit_seconds']:.0f} s", flush=True)
     return metrics | {"command": " ".join(["python", *command]), "run_dir": run_dir}
