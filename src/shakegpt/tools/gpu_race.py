@@ -63,9 +63,7 @@ def bf16_peak(n: int = 8192, repeats: int = 10) -> float:
 
 def full_val_loss(result: dict, device: str) -> float:
     """The best checkpoint's loss over the whole validation split (shakegpt.evaluate)."""
-    loss, _, model = score_checkpoint(result["run_dir"] / "checkpoints" / "best.ckpt", "val", device)
-    del model
-    return loss
+    return score_checkpoint(result["run_dir"] / "checkpoints" / "best.ckpt", "val", device)[0]
 
 
 def mfu(result: dict, peak: float | None) -> str:
