@@ -1,9 +1,19 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.helpers import TINY, run_script
+
+
+@pytest.fixture(scope="session", autouse=True)
+def corpus_cache(tmp_path_factory) -> Path:
+    """The tests' own corpus cache (their runs inherit it): the checkout's data/cache stays
+    untouched, and the tests see a first prepare as a user's first run does."""
+    cache = tmp_path_factory.mktemp("corpus-cache")
+    os.environ["SHAKEGPT_CACHE"] = str(cache)
+    return cache
 
 
 @pytest.fixture(scope="session")

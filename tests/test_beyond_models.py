@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from shakegpt.common.errors import UserError
-from shakegpt.data import Vocabulary, read_corpus
+from shakegpt.data import CharTokenizer, read_corpus
 from shakegpt.models.v7 import V7
 from shakegpt.models.v8 import V8, Rotary
 from shakegpt.models.v9 import V9
@@ -127,7 +127,7 @@ def test_rotary_needs_an_even_head_size():
 @pytest.mark.parametrize("version", [V8, V9, V10, V11, V12])
 def test_a_few_steps_lower_the_loss(version):
     torch.manual_seed(0)
-    model = version(Vocabulary.from_text(read_corpus(None)).chars, 16, n_embd=32, n_head=4, n_layer=2)
+    model = version(CharTokenizer.from_text(read_corpus(None)).chars, 16, n_embd=32, n_head=4, n_layer=2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     initial, final = loss_before_and_after(model, optimizer, steps=30, batch=16, block=16)
     assert final < initial - 0.1

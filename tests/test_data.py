@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from shakegpt.common.errors import UserError
-from shakegpt.data import CharDataModule, TrainBatches, Vocabulary, random_windows, read_corpus
+from shakegpt.data import CharDataModule, CharTokenizer, TrainBatches, random_windows, read_corpus
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_encode_decode_round_trip(shakespeare):
 
 def test_unknown_character_is_named():
     with pytest.raises(UserError, match="'z'"):
-        Vocabulary("abc").encode("abz")
+        CharTokenizer("abc").encode("abz")
 
 
 def test_split_is_first_90_percent_train_last_10_val(shakespeare):

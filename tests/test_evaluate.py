@@ -55,7 +55,7 @@ def test_the_command_scores_a_run_s_validation_split(trained_run, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["split=test"], "error: split must be train or val, got test"),
+    (["split=dev"], "error: split must be one of train, val, test, got dev"),
     (["ckpt"], "error: unknown argument ckpt; the options are"),
     (["ckpt=/no/such.ckpt"], "error: checkpoint /no/such.ckpt does not exist"),
 ])
@@ -71,4 +71,12 @@ def test_a_directory_named_as_the_checkpoint_is_one_line(tmp_path, capsys):
         main([f"ckpt={tmp_path}"])
     assert capsys.readouterr().err.strip() == (
         f"error: checkpoint {tmp_path} is a directory; name a .ckpt file in it, e.g. {tmp_path}/checkpoints/best.ckpt"
+    )
+
+
+def test_an_empty_test_split_is_one_line(trained_run, capsys):
+    with pytest.raises(SystemExit):
+        main([f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "split=test"])
+    assert capsys.readouterr().err.strip() == (
+        "error: the test split is empty; data.splits sets its fraction (e.g. [0.9,0.05,0.05])"
     )

@@ -19,7 +19,8 @@ def test_range_test_suggests_a_rate_inside_the_range_that_trains():
     fresh = V6(data.vocab.chars, 8, n_embd=32, n_head=4, n_layer=1, optimizer={"_target_": "torch.optim.AdamW", "lr": result.suggestion})
     optimizer = fresh.make_optimizer()
     batches = iter(data.train_dataloader())
-    x, y = data.val_data[:-1][:4096].view(-1, 8), data.val_data[1:][:4096].view(-1, 8)
+    val = data.val_data.long()
+    x, y = val[:-1][:4096].view(-1, 8), val[1:][:4096].view(-1, 8)
     before = fresh.loss(x, y).item()
     for _ in range(200):
         optimizer.zero_grad()

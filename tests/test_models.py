@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from shakegpt.data import Vocabulary, read_corpus
+from shakegpt.data import CharTokenizer, read_corpus
 from shakegpt.models.bigram import Bigram
 from shakegpt.models.v2 import V2
 from shakegpt.models.v3_ff import V3FF
@@ -20,7 +20,7 @@ from shakegpt.models.v7 import V7
 from shakegpt.tools import model_diff as diff
 from tests.helpers import ROOT, loss_before_and_after
 
-VOCAB = Vocabulary.from_text(read_corpus(None)).chars
+VOCAB = CharTokenizer.from_text(read_corpus(None)).chars
 # The lecture's implementation, 65 characters (v6 with its 3 blocks).
 PARAMETERS = {
     "bigram": 4_225,

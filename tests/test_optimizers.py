@@ -8,13 +8,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError
-from shakegpt.data import Vocabulary, read_corpus
+from shakegpt.data import CharTokenizer, read_corpus
 from shakegpt.training.lr_finder import lr_range_test
 from shakegpt.training.optimizers import MuonWithAdamW
 from shakegpt.training.schedules import make_scheduler
 from tests.helpers import ROOT, TINY, loss_before_and_after, run_script
 
-VOCAB = Vocabulary.from_text(read_corpus(None)).chars
+VOCAB = CharTokenizer.from_text(read_corpus(None)).chars
 SMALL = ["model.n_embd=32", "model.n_head=4", "model.n_layer=2", "data.block_size=16"]
 
 

@@ -43,7 +43,7 @@ TRAIN_CASES = [
     (["model=v7", "model.dropout=1.5"], 2, "error: model.dropout must be in [0, 1), got 1.5"),
     (["data.path={corpora}/missing.txt"], 2, "error: cannot read corpus {corpora}/missing.txt: No such file or directory"),
     (["data.path={corpora}/empty.txt"], 2, "error: corpus {corpora}/empty.txt is empty"),
-    (["data.path={corpora}/binary.txt"], 2, "looks binary (contains NUL bytes), expected UTF-8 text"),
+    (["data.path={corpora}/binary.txt"], 2, "looks binary (contains NUL bytes); data.tokenizer=byte reads any file"),
     (["data.path={corpora}/latin1.txt"], 2, "is not UTF-8 text (bad byte at offset 3)"),
     (["data.path={corpora}/single.txt"], 2, "the corpus has only 1 distinct character"),
     (["data.path={corpora}/small.txt", "data.block_size=64"], 2, "error: data.block_size=64 needs splits longer than that"),

@@ -28,7 +28,7 @@ def test_tensorboard_has_the_lecture_metrics(trained_run):
     events = EventAccumulator(str(trained_run), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
-    expected = {"train/step_loss", "train/loss", "val/loss", "train/perplexity", "val/perplexity", "train/lr", "perf/tokens_per_s"}
+    expected = {"train/step_loss", "train/loss", "val/loss", "train/perplexity", "val/perplexity", "train/bpc", "val/bpc", "train/lr", "perf/tokens_per_s"}
     assert set(tags["scalars"]) == expected  # no `epoch` card, no one-point hp/ cards
     # evaluated every 10 steps: after steps 10 and 20
     assert [e.step + 1 for e in events.Scalars("val/loss")] == [10, 20]
@@ -83,12 +83,13 @@ def test_weight_decay_reaches_what_the_recipe_says(experiment, decays_vectors):
     recipes only 2-D weights, not biases or LayerNorm gains."""
     from hydra import compose, initialize_config_dir
 
+    from shakegpt.data import CharTokenizer
     from shakegpt.training.run import build_model
 
     overrides = ["model=v7"] + ([f"experiment={experiment}"] if experiment else [])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides)
-    model = build_model(cfg, "abcdefgh", cfg.optimizer.lr)
+    model = build_model(cfg, CharTokenizer("abcdefgh"), cfg.optimizer.lr)
     decay = {id(p): group["weight_decay"] for group in model.make_optimizer().param_groups for p in group["params"]}
     assert len(decay) == len(list(model.parameters()))
     for name, p in model.named_parameters():

@@ -1,12 +1,14 @@
 """The lecture's loss estimate made exact: a checkpoint scored on a whole split.
 
-    python -m shakegpt.evaluate ckpt=<run>/checkpoints/best.ckpt [split=val] [corpus=<file>] [device=auto]
+    python -m shakegpt.evaluate ckpt=<run>/checkpoints/best.ckpt [split=val|train|test] [corpus=<file>] [device=auto]
 
-The split (the run's own: its corpus and train_fraction, read from the run directory) is cut
-into consecutive windows of the model's block_size; every position is predicted once, from the
-earlier positions of its window. The result is the mean cross-entropy over all of them and the
-same in bits per character (loss / ln 2). Unlike the 200 random batches a run evaluates on, it
-has no sampling noise: the same checkpoint always gets the same figure.
+The split (the run's own: its corpus, tokenizer and data.splits, read from the run directory)
+is cut into consecutive windows of the model's block_size; every position is predicted once,
+from the earlier positions of its window. The result is the mean cross-entropy over all of
+them and the same in bits per character (loss / ln 2; bits per byte for a byte-level model),
+the unit of enwik8 and text8. Unlike the 200 random batches a run evaluates on, it has no
+sampling noise: the same checkpoint always gets the same figure. The corpus is read through
+the same memory-mapped cache training uses.
 """
 
 from __future__ import annotations
@@ -20,20 +22,21 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError, report_user_errors
-from shakegpt.data import read_corpus, split_tokens
+from shakegpt.data import SPLITS, parse_fractions, prepare_corpus
 from shakegpt.sampling.generate import load_model, newest_checkpoint, pick_device
 
+UNITS = {"char": "character", "byte": "byte"}
 OPTIONS = {"ckpt": None, "split": "val", "corpus": None, "device": "auto", "batch": "64"}
 
 
 @torch.no_grad()
 def split_loss(model, tokens: torch.Tensor, batch: int = 64) -> tuple[float, int]:
-    """(mean loss, positions scored) of model over tokens (1-D): consecutive windows of
-    block_size, each target scored once; the last, shorter window too."""
+    """(mean loss, positions scored) of model over tokens (1-D, any integer type): consecutive
+    windows of block_size, each target scored once; the last, shorter window too."""
     block = model.block_size
     n_targets = len(tokens) - 1
     if n_targets < 1:
-        raise UserError("the split holds fewer than 2 characters: nothing to score")
+        raise UserError("the split holds fewer than 2 tokens: nothing to score")
     n_full = n_targets // block
     inputs = tokens[: n_full * block].view(n_full, block)  # (windows, T)
     targets = tokens[1 : n_full * block + 1].view(n_full, block)
@@ -47,32 +50,43 @@ def split_loss(model, tokens: torch.Tensor, batch: int = 64) -> tuple[float, int
 
 
 def window_loss_sum(model, x: torch.Tensor, y: torch.Tensor) -> float:
-    logits = model(x.to(model.device))  # (B, T, vocab)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.to(model.device).flatten(), reduction="sum").item()
+    x, y = x.to(model.device).long(), y.to(model.device).long()  # a token file's narrow type, widened
+    logits = model(x)  # (B, T, vocab)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").item()
 
 
-def run_settings(ckpt: Path) -> tuple[str | None, float]:
-    """(corpus, train_fraction) the checkpoint's run trained on; the defaults when the file
-    lies outside a run directory."""
+def run_settings(ckpt: Path) -> dict:
+    """The data settings of the checkpoint's run (corpus, splits, cache_dir); the defaults when
+    the file lies outside a run directory. Runs from before data.splits name train_fraction."""
     config = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not config.is_file():
-        return None, 0.9
-    data = OmegaConf.load(config).get("data", {})
-    return data.get("path"), data.get("train_fraction", 0.9)
+    data = OmegaConf.to_container(OmegaConf.load(config).get("data", {})) if config.is_file() else {}
+    train = data.get("train_fraction", 0.9)
+    return {
+        "path": data.get("path"),
+        "splits": data.get("splits", [train, 1 - train, 0.0]),
+        "cache_dir": data.get("cache_dir"),
+    }
 
 
-def split_of(model, corpus: str | None, train_fraction: float, split: str) -> torch.Tensor:
-    """The split as the run's datamodule cut it."""
-    tokens = torch.tensor(model.vocab.encode(read_corpus(corpus)), dtype=torch.long)
-    train, val = split_tokens(tokens, train_fraction)
-    return train if split == "train" else val
+def split_of(model, corpus: str | None, settings: dict, split: str) -> torch.Tensor:
+    """The split as the run's datamodule cut it, in the model's tokens."""
+    prepared = prepare_corpus(corpus, model.vocab.kind, settings["cache_dir"], parse_fractions(settings["splits"]))
+    tokens = prepared.split(split)
+    if prepared.tokenizer.chars == model.vocab.chars:
+        return tokens
+    # Another corpus than the model's: its characters renumbered into the model's vocabulary.
+    remap = torch.tensor(model.vocab.encode(prepared.tokenizer.chars))
+    return remap[tokens.long()]
 
 
 def score_checkpoint(ckpt: Path, split: str = "val", device: str = "auto", corpus: str | None = None, batch: int = 64):
     """(mean loss, positions scored, model) of a checkpoint over its run's whole split."""
     model = load_model(ckpt).to(pick_device(device))
-    run_corpus, train_fraction = run_settings(ckpt)
-    loss, scored = split_loss(model, split_of(model, corpus or run_corpus, train_fraction, split), batch)
+    settings = run_settings(ckpt)
+    tokens = split_of(model, corpus or settings["path"], settings, split)
+    if len(tokens) < 2:
+        raise UserError(f"the {split} split is empty; data.splits sets its fraction (e.g. [0.9,0.05,0.05])")
+    loss, scored = split_loss(model, tokens, batch)
     return loss, scored, model
 
 
@@ -83,8 +97,8 @@ def parse_options(argv: list[str]) -> dict:
         if not eq or key not in OPTIONS:
             raise UserError(f"unknown argument {arg}; the options are {', '.join(f'{k}=' for k in OPTIONS)} (see --help)")
         options[key] = value
-    if options["split"] not in ("train", "val"):
-        raise UserError(f"split must be train or val, got {options['split']}")
+    if options["split"] not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {options['split']}")
     if not options["batch"].isdigit() or int(options["batch"]) < 1:
         raise UserError(f"batch must be a positive integer, got {options['batch']}")
     return options
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
     loss, scored, model = score_checkpoint(ckpt, options["split"], options["device"], options["corpus"], int(options["batch"]))
     print(
-        f"{options['split']}: loss {loss:.4f}, {loss / math.log(2):.4f} bits per character, "
+        f"{options['split']}: loss {loss:.4f}, {loss / math.log(2):.4f} bits per {UNITS[model.vocab.kind]}, "
         f"over all {scored:,} positions in windows of {model.block_size} ({ckpt})"
     )
 

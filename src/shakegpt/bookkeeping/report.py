@@ -194,6 +194,7 @@ def figures(run: Run) -> dict[str, str]:
         "train loss (last / best)": f"{fmt(train_last)} / {fmt(run.best('train/loss'))}",
         "val loss (last / best)": f"{fmt(val_last)} / {fmt(run.best('val/loss'))}",
         "val perplexity (last / best)": f"{fmt(run.last('val/perplexity'), '.2f')} / {fmt(run.best('val/perplexity'), '.2f')}",
+        "val bpc (last / best)": f"{fmt(run.last('val/bpc'))} / {fmt(run.best('val/bpc'))}",
         "tokens/s (last interval)": fmt(tokens_per_s, ",.0f"),
         "parameters": fmt(run.status.get("parameters"), ","),
         "device": run.metrics.get("device", NOT_MEASURED),
@@ -232,7 +233,7 @@ def compare_report(a: Run, b: Run) -> str:
 
 COLUMNS = [
     "job", "overrides", "status", "parameters", "steps", "tokens", "wall_time_s", "final_train_loss",
-    "final_val_loss", "best_val_loss", "val_perplexity", "tokens_per_s",
+    "final_val_loss", "best_val_loss", "val_perplexity", "val_bpc", "tokens_per_s",
 ]
 
 
@@ -251,6 +252,7 @@ def summary_row(run: Run) -> dict:
         "final_val_loss": run.last("val/loss"),
         "best_val_loss": run.best("val/loss"),
         "val_perplexity": run.last("val/perplexity"),
+        "val_bpc": run.last("val/bpc"),
         "tokens_per_s": run.metrics.get("tokens_per_s"),  # the whole fit's, as metrics.json
     }
 

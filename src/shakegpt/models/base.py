@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hydra.utils import get_class, instantiate
 
 from shakegpt.common.errors import UserError
-from shakegpt.data import Vocabulary
+from shakegpt.data import make_tokenizer
 from shakegpt.training.optimizers import MuonWithAdamW
 from shakegpt.training.schedules import make_scheduler
 
@@ -32,11 +32,12 @@ class LanguageModel(L.LightningModule):
         block_size: int,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
+        tokenizer: str = "char",
     ):
         super().__init__()
         # Plain values only: checkpoints then load with torch.load(weights_only=True).
         self.save_hyperparameters()
-        self.vocab = Vocabulary(vocab)
+        self.vocab = make_tokenizer(tokenizer, vocab)  # vocab: the tokenizer's symbols, one string
         self.block_size = block_size
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
@@ -70,7 +71,10 @@ class LanguageModel(L.LightningModule):
         metrics = self.trainer.callback_metrics
         for split in SPLITS:
             if f"{split}/loss" in metrics:
-                self.log(f"{split}/perplexity", torch.exp(metrics[f"{split}/loss"]), sync_dist=True)
+                loss = metrics[f"{split}/loss"]
+                self.log(f"{split}/perplexity", torch.exp(loss), sync_dist=True)
+                # bits per character (per byte with data.tokenizer=byte), the unit of enwik8 and text8
+                self.log(f"{split}/bpc", loss / math.log(2), sync_dist=True)
 
     def muon_parameters(self) -> dict[str, torch.nn.Parameter]:
         """The hidden 2-D weights optimizer=muon hands to Muon, by name: every trainable matrix

@@ -78,7 +78,8 @@ def write_samples(
     out=None,
 ) -> None:
     """num_samples continuations of prompt, drawn together as one batch on the model's device,
-    to out (stdout). A single sample streams character by character."""
+    to out (stdout). A single sample streams character by character (byte models: as each
+character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
     check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
     out = out or sys.stdout
     tokens = model.vocab.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
@@ -88,10 +89,11 @@ def write_samples(
     stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
     if num_samples == 1:
         out.write(prompt)
+        decode = model.vocab.stream_decoder()  # bytes: a character may take several tokens
         for token in stream:
-            out.write(model.vocab.decode(token[0].tolist()))
+            out.write(decode(token[0].tolist()))
             out.flush()
-        out.write("\n")
+        out.write(decode([], final=True) + "\n")
         return
     generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
     texts = [prompt + model.vocab.decode(row) for row in generated]

@@ -55,7 +55,7 @@ def compose_config(overrides: list[str], run_dir: Path):
 def build(cfg):
     """(datamodule, model) as train() builds them."""
     data = instantiate(cfg.data)
-    return data, build_model(cfg, data.vocab.chars, cfg.optimizer.lr)
+    return data, build_model(cfg, data.vocab, cfg.optimizer.lr)
 
 
 def lecture_optimizer(model):

@@ -19,7 +19,7 @@ from torch import nn
 
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import CONFIG_DIR
-from shakegpt.data import Vocabulary, read_corpus
+from shakegpt.data import CharTokenizer, read_corpus
 
 VERSIONS = sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
 
@@ -61,7 +61,7 @@ def changes(old: dict[str, str], new: dict[str, str]) -> dict[str, tuple[str | N
 def build(version: str, overrides: list[str] = ()) -> nn.Module:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={version}", *overrides])
-    return instantiate(cfg.model, vocab=Vocabulary.from_text(read_corpus(None)).chars, _convert_="all")
+    return instantiate(cfg.model, vocab=CharTokenizer.from_text(read_corpus(None)).chars, _convert_="all")
 
 
 def make_parser() -> argparse.ArgumentParser:

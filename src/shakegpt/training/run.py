@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import sys
@@ -112,7 +113,10 @@ def device_name(trainer: L.Trainer) -> str:
 
 # What shapes a run's result, for TensorBoard's hparams view; plumbing (callbacks, logger,
 # checkpoint timing, class paths, the lecture's reference losses) would bury it.
-NOT_HPARAMS = ("callbacks.", "logger.", "checkpoint.", "lr_range_test.", "lecture.", "resume", "ckpt_path", "sample_tokens")
+NOT_HPARAMS = (
+    "callbacks.", "logger.", "checkpoint.", "lr_range_test.", "lecture.", "resume", "ckpt_path", "sample_tokens",
+    "attention_images",
+)
 
 
 def hparams(cfg: DictConfig, lr: float) -> dict:
@@ -141,13 +145,13 @@ def train(cfg: DictConfig) -> dict:
     lr = cfg.optimizer.lr
     logger = instantiate(cfg.logger)
     if cfg.lr_find or lr == "auto":
-        suggestion = find_lr(cfg, build_model(cfg, datamodule.vocab.chars, lr=1.0), datamodule, out, logger)
+        suggestion = find_lr(cfg, build_model(cfg, datamodule.vocab, lr=1.0), datamodule, out, logger)
         if lr != "auto":
             return {"lr_suggestion": suggestion}
         lr = suggestion
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the same initial weights as without the test
 
-    model = build_model(cfg, datamodule.vocab.chars, lr)
+    model = build_model(cfg, datamodule.vocab, lr)
     n_params = prepare_to_run(cfg, model)
     checkpoint_io = AtomicCheckpointIO()
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback is not None]
@@ -190,13 +194,17 @@ def step_tokens(trainer: L.Trainer, datamodule) -> int:
     return trainer.world_size * datamodule.batch_size * datamodule.block_size
 
 
-def build_model(cfg: DictConfig, vocab: str, lr: float):
-    """cfg.model, handed the optimizer (with this learning rate) and schedule it trains with."""
+def build_model(cfg: DictConfig, tokenizer, lr: float):
+    """cfg.model for the data's tokenizer, handed the optimizer (with this learning rate) and
+    schedule it trains with."""
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True) | {"lr": lr}
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
     # Not recursive: the optimizer's config reaches the model as a plain dict, built in
     # configure_optimizers once the parameters exist.
-    return instantiate(cfg.model, vocab=vocab, optimizer=optimizer, scheduler=scheduler, _convert_="all", _recursive_=False)
+    return instantiate(
+        cfg.model, vocab=tokenizer.chars, tokenizer=tokenizer.kind, optimizer=optimizer, scheduler=scheduler,
+        _convert_="all", _recursive_=False,
+    )
 
 
 def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
@@ -245,6 +253,8 @@ def summarise(cfg, trainer, datamodule, checkpoint, logger, out: Path, lr: float
         "final_val_loss": float(final["val/loss"]),
         "best_val_loss": float(checkpoint.best_model_score),
         "val_perplexity": float(final["val/perplexity"]),
+        "final_val_bpc": float(final["val/bpc"]),
+        "best_val_bpc": float(checkpoint.best_model_score) / math.log(2),
         "device": device_name(trainer),
         "accelerator": trainer.strategy.root_device.type,  # cpu, cuda or mps: what `auto` chose
         "effective_batch": trainer.world_size * datamodule.batch_size,

@@ -1,0 +1,236 @@
+"""Corpus benchmark: what a 100 MB and a 1 GB corpus cost, from the first prepare to training.
+
+    python -m shakegpt.tools.corpus_bench                      # generates 100MB and 1GB corpora
+    python -m shakegpt.tools.corpus_bench --sizes 100MB --ddp  # and a 2-process ddp_cpu run
+    python -m shakegpt.tools.corpus_bench --source enwik8      # a corpus of your own
+
+For each corpus, each step in a fresh process: the first prepare into an empty cache (time,
+peak RSS), a later start-up (building the datamodule to its first batch, imports excluded),
+and `python train.py model=v6 data.path=<it> trainer.max_steps=20` (peak RSS, wall time). With
+--ddp, the same run as trainer=ddp_cpu, its ranks' memory sampled from /proc: each rank maps
+the one token file, so their combined PSS (shared pages counted once) stays far below their
+RSS summed. Generated corpora are Tiny Shakespeare interleaved with 6,937 CJK ideographs
+(7,002 distinct characters, as a large multilingual corpus has), written once under --dir.
+Not a test: it prints what it measured and writes docs/corpora.md (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from shakegpt.common.atomic import write_text
+from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.paths import PROJECT_ROOT
+from shakegpt.data.corpus import DEFAULT_CORPUS
+
+UNITS = {"MB": 10**6, "GB": 10**9}
+RARE = [chr(c) for c in range(0x4E00, 0x4E00 + 6937)]
+STEPS = ["trainer.max_steps=20", "trainer.val_check_interval=20", "data.eval_iters=20", "sample_tokens=0"]
+
+PREPARE = """
+import sys, time
+from shakegpt.data import prepare_corpus
+start = time.perf_counter()
+corpus = prepare_corpus(sys.argv[1], "char", sys.argv[2])
+print(time.perf_counter() - start, len(corpus.tokenizer), len(corpus.tokens), corpus.meta["dtype"])
+"""
+STARTUP = """
+import sys, time
+from shakegpt.data import CharDataModule
+start = time.perf_counter()
+data = CharDataModule(path=sys.argv[1], cache_dir=sys.argv[2], batch_size=32, block_size=64)
+next(iter(data.train_dataloader()))
+print(time.perf_counter() - start)
+"""
+
+
+def parse_size(text: str) -> int:
+    number, unit = text[:-2], text[-2:].upper()
+    if unit not in UNITS or not number.replace(".", "", 1).isdigit():
+        raise UserError(f"a size is a number and MB or GB, e.g. 100MB or 1GB, got {text}")
+    return int(float(number) * UNITS[unit])
+
+
+def generate_corpus(path: Path, size: int) -> Path:
+    """A UTF-8 file of exactly `size` bytes (unless a character would be cut: then a few less)."""
+    if path.is_file() and path.stat().st_size >= size - 4:
+        return path
+    rng = np.random.default_rng(0)
+    shakespeare = DEFAULT_CORPUS.read_text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written, part = 0, 0
+    with open(path.with_suffix(".partial"), "wb") as out:
+        while written < size:
+            block = (f"== part {part} ==\n{shakespeare}" + "".join(rng.permutation(RARE)) + "\n").encode()
+            block = block[: size - written].decode("utf-8", errors="ignore").encode()  # whole characters
+            out.write(block)
+            written, part = written + len(block), part + 1
+            if len(block) == 0:
+                break
+    os.replace(path.with_suffix(".partial"), path)
+    return path
+
+
+def run_measured(command: list[str], env: dict | None = None) -> tuple[int, float, float, str]:
+    """(exit code, wall seconds, peak RSS in MB, output) of a command in its own process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    output = threading.Thread(target=lambda: setattr(process, "captured", process.stdout.read()))
+    output.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    output.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, wall, usage.ru_maxrss / 1024, process.captured.decode(errors="replace")
+
+
+def python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+def measure_corpus(path: Path, cache: Path, runs: Path) -> dict:
+    """Every figure of one row; cache: this corpus's own, emptied first."""
+    shutil.rmtree(cache, ignore_errors=True)
+    code, wall, rss, out = run_measured(python(PREPARE, str(path), str(cache)))
+    if code:
+        raise UserError(f"preparing {path} failed: {out.strip().splitlines()[-1]}")
+    seconds, vocab, tokens, dtype = out.split()[-4:]
+    row = {"corpus": path.name, "bytes": path.stat().st_size, "vocab": int(vocab), "tokens": int(tokens),
+           "dtype": dtype, "prepare_s": float(seconds), "prepare_rss": rss}
+    code, _, _, out = run_measured(python(STARTUP, str(path), str(cache)))
+    row["startup_s"] = float(out.split()[-1]) if code == 0 else None
+    train = [sys.executable, "train.py", "model=v6", f"data.path={path}", f"data.cache_dir={cache}", *STEPS,
+             f"hydra.run.dir={runs / path.stem}"]
+    code, row["train_s"], row["train_rss"], out = run_measured(train)
+    row["trained"] = code == 0
+    if code:
+        print(out[-2000:], file=sys.stderr)
+    return row
+
+
+def rank_memory(pid: int) -> dict:
+    """One process's RSS and PSS, and the RSS and PSS of its mapping of tokens.bin, in kB."""
+    figures = {"rss": 0, "pss": 0, "map_rss": 0, "map_pss": 0}
+    mapping = False
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if not fields[0].endswith(":"):  # a mapping's header line: address perms ... path
+                mapping = fields[-1].endswith("tokens.bin")
+            elif fields[0] in ("Rss:", "Pss:"):
+                key = fields[0][:-1].lower()
+                figures[key] += int(fields[1])
+                if mapping:
+                    figures[f"map_{key}"] += int(fields[1])
+    return figures
+
+
+def descendants(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children + [d for c in children for d in descendants(c)]
+
+
+def measure_ddp(path: Path, cache: Path, runs: Path) -> dict:
+    """A 2-rank trainer=ddp_cpu run; its ranks' memory at the moment their RSS summed peaked."""
+    command = [sys.executable, "train.py", "model=v6", "trainer=ddp_cpu", f"data.path={path}",
+               f"data.cache_dir={cache}", *STEPS, f"hydra.run.dir={runs / 'ddp'}"]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = {"ranks": 0, "rss": 0}
+    while process.poll() is None:
+        sample = []
+        for pid in [process.pid, *descendants(process.pid)]:
+            try:
+                sample.append(rank_memory(pid))
+            except OSError:
+                continue
+        total = {key: sum(s[key] for s in sample) for key in ("rss", "pss", "map_rss", "map_pss")}
+        if total["rss"] > peak["rss"]:
+            peak = total | {"ranks": sum(s["map_rss"] > 0 for s in sample)}
+        time.sleep(0.2)
+    return peak | {"ok": process.returncode == 0, "corpus": path.name}
+
+
+def megabytes(n: float | None) -> str:
+    return "not measured" if n is None else f"{n:,.0f} MB"
+
+
+def seconds(n: float | None) -> str:
+    return "not measured" if n is None else f"{n:.2f} s"
+
+
+def table(rows: list[dict], ddp: dict | None, command: str) -> str:
+    lines = [
+        "# Corpora: prepare once, memory-map after", "",
+        f"Written by `{command}` on {date.today().isoformat()}, this machine ({os.cpu_count()} CPUs). Each figure is",
+        "from a fresh process. *First prepare*: encoding into an empty cache. *Later start-up*: building",
+        "the datamodule to its first batch, after the first prepare (imports not counted). *20-step run*:",
+        "`python train.py model=v6 data.path=<corpus> trainer.max_steps=20` (its peak RSS and wall time).", "",
+        "| corpus | size | distinct characters | tokens (type) | first prepare | its peak RSS | later start-up | 20-step run: peak RSS | its wall time | trained |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['corpus']} | {r['bytes'] / 1e6:,.1f} MB | {r['vocab']:,} | {r['tokens']:,} ({r['dtype']}) "
+            f"| {seconds(r['prepare_s'])} | {megabytes(r['prepare_rss'])} | {seconds(r['startup_s'])} "
+            f"| {megabytes(r['train_rss'])} | {seconds(r['train_s'])} | {'yes' if r['trained'] else '**no**'} |"
+        )
+    if ddp:
+        lines += [
+            "", f"A 2-process `trainer=ddp_cpu` run on {ddp['corpus']}, memory when the ranks' RSS summed peaked:",
+            f"RSS summed {ddp['rss'] / 1024:,.0f} MB, PSS summed (shared pages counted once) {ddp['pss'] / 1024:,.0f} MB;",
+            f"the token file as {ddp['ranks']} processes map it: RSS summed {ddp['map_rss'] / 1024:,.1f} MB,",
+            f"PSS summed {ddp['map_pss'] / 1024:,.1f} MB (one copy of its pages in memory, whichever rank touched them).",
+            f"Finished: {'yes' if ddp['ok'] else '**no**'}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="*", default=["100MB", "1GB"], help="generated corpora, e.g. 100MB 1GB")
+    parser.add_argument("--source", type=Path, action="append", default=[], help="a corpus file of your own (repeatable)")
+    parser.add_argument("--ddp", action="store_true", help="also a 2-process ddp_cpu run on the first corpus")
+    parser.add_argument("--dir", type=Path, default=PROJECT_ROOT / "runs" / "corpus_bench", help="corpora, cache, runs")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "corpora.md")
+    return parser
+
+
+@report_user_errors
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    sizes = [parse_size(s) for s in args.sizes]
+    for source in args.source:
+        if not source.is_file():
+            raise UserError(f"--source {source} is not a file")
+    corpora = [*args.source, *(generate_corpus(args.dir / f"corpus_{s // 10**6}MB.txt", s) for s in sizes)]
+    if not corpora:
+        raise UserError("nothing to measure: give --sizes or --source")
+    rows = []
+    for corpus in corpora:
+        rows.append(measure_corpus(corpus, args.dir / "cache" / corpus.stem, args.dir / "runs"))
+        print(rows[-1], flush=True)
+    ddp = measure_ddp(corpora[0], args.dir / "cache" / corpora[0].stem, args.dir / "runs") if args.ddp else None
+    command = "python -m shakegpt.tools.corpus_bench " + " ".join((argv if argv is not None else sys.argv[1:]))
+    write_text(args.out, table(rows, ddp, command.strip()))
+    print(table(rows, ddp, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
