@@ -70,10 +70,8 @@ def test_command_parses(doc, command):
 
         parser = runpy.run_path(str(ROOT / "report.py"))["make_parser"]()
         parser.parse_args([a if "<" not in a else "." for a in rest])
-    elif script == "-m" and rest[0] == "shakegpt.evaluate":  # key=value options, as sample.py's
-        from shakegpt.evaluate import parse_options
-
-        parse_options(rest[1:])
+    elif script == "-m" and rest[0] in ("shakegpt.evaluate", "shakegpt.attention"):  # key=value options, as sample.py's
+        __import__(rest[0], fromlist=["parse_options"]).parse_options(rest[1:])
     elif script == "-m":
         module = __import__(rest[0], fromlist=["make_parser"])
         module.make_parser().parse_args(rest[1:])

@@ -6,6 +6,8 @@ heads of size 8 (conf/model/v3.yaml): the heads are computed together, as the le
 MultiHeadAttention would concatenate them.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,9 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head, self.head_size, self.dropout = n_head, head_size, dropout
         self.qkv = nn.Linear(n_embd, 3 * n_head * head_size, bias=False)
+        # A list while shakegpt.attention records (its weights are appended there); None, the
+        # default, runs the fused kernel alone and keeps nothing.
+        self.recorded: list[torch.Tensor] | None = None
 
     def extra_repr(self) -> str:  # print(model) shows the sizes and the dropout, which hold no weights
         return f"n_head={self.n_head}, head_size={self.head_size}, dropout={self.dropout}"
@@ -39,9 +44,28 @@ class CausalSelfAttention(nn.Module):
 
     def attend(self, q, k, v):  # (B, nh, T, hs) each -> (B, T, nh * hs)
         B, _, T, _ = q.shape
-        dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)  # (B, nh, T, hs)
+        if self.recorded is not None:
+            out = self.attend_recorded(q, k, v)
+        else:
+            dropout = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)  # (B, nh, T, hs)
         return out.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)
+
+    def attend_recorded(self, q, k, v):  # (B, nh, T, hs) each -> (B, nh, T, hs)
+        """The same attention computed step by step, as the lecture writes it, keeping the weights:
+        the output is made from exactly the weights recorded."""
+        weights = causal_weights(q, k)  # (B, nh, T, T)
+        self.recorded.append(weights.detach())
+        return F.dropout(weights, self.dropout, self.training) @ v
+
+
+def causal_weights(q, k):  # (B, nh, T, hs) each -> (B, nh, T, T), each row summing to 1
+    """softmax(q k^T / sqrt(head_size)) with each query's future keys masked out: what
+    scaled_dot_product_attention(is_causal=True) weighs the values by."""
+    T, head_size = q.shape[-2], q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, nh, T, T): row = query, column = key
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
 
 
 class V2(LanguageModel):

@@ -1,9 +1,10 @@
 """Lightning callbacks (config group callbacks/): checkpoints, the lecture's final evaluation,
-throughput, text samples, the progress bar."""
+throughput, text samples, attention maps, the progress bar."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from datetime import timedelta
 
@@ -12,7 +13,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from shakegpt.common.errors import quiet_stdout
+from shakegpt.attention import DEFAULT_PROMPT, attention_grid, attention_layers, attention_maps, token_labels
+from shakegpt.common.errors import UserError, quiet_stdout
+
+log = logging.getLogger(__name__)
 
 
 class Checkpoint(ModelCheckpoint):
@@ -98,6 +102,54 @@ def sample_text(model, max_new_tokens: int, seed: int) -> str:
     tokens = model.generate(start, max_new_tokens, generator=generator)[0, 1:]
     model.train(was_training)
     return model.vocab.decode(tokens.tolist())
+
+
+class AttentionImage(L.Callback):
+    """After each evaluation, the attention maps of a fixed prompt in TensorBoard's Images tab
+    (tag attention/map): layers top to bottom, heads left to right, each panel rows = query and
+    columns = key, coloured as `python -m shakegpt.attention` draws them, without its labels
+    (its figure takes about a second, a v6 run's whole evaluation; this picture milliseconds).
+    A text entry, attention/prompt, says which characters the panels show. enabled=false (the
+    top-level `attention_images=false`) turns it off; a model without attention (bigram) or a run
+    without a TensorBoard logger gets nothing, and a prompt the vocabulary cannot encode turns it
+    off with one warning."""
+
+    def __init__(self, prompt: str | None = None, enabled: bool = True):
+        self.prompt, self.enabled = prompt or DEFAULT_PROMPT, enabled
+        self.described = False
+
+    def on_validation_end(self, trainer, pl_module):
+        if not self.enabled or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        writers = [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if not writers or not attention_layers(pl_module) or not self.prompt_fits(pl_module):
+            return
+        tokens, maps = attention_maps(pl_module, self.prompt)
+        grid = attention_grid(maps).numpy()  # (H, W, 3)
+        for writer in writers:
+            writer.add_image("attention/map", grid, trainer.global_step, dataformats="HWC")
+            if not self.described:
+                writer.add_text("attention/prompt", describe_grid(pl_module.vocab, tokens, maps), trainer.global_step)
+        self.described = True
+
+    def prompt_fits(self, model) -> bool:
+        try:
+            model.vocab.encode(self.prompt)
+        except UserError as exc:  # another corpus's vocabulary: say why once, and stop trying
+            log.warning("attention images off: the prompt does not fit this model (%s); "
+                        "set callbacks.attention_image.prompt", exc)
+            self.enabled = False
+        return self.enabled
+
+
+def describe_grid(vocab, tokens: list[int], maps: list) -> str:
+    """What the panels of attention/map show, as TensorBoard's text tab renders it (Markdown)."""
+    labels = " ".join(f"`{label}`" for label in token_labels(vocab, tokens))
+    return (
+        f"{len(maps)} layers (top to bottom) x {maps[0].shape[0]} heads (left to right). In each panel "
+        f"row = query, column = key, over these {len(tokens)} characters: {labels}. Colour: the attention "
+        "weight, 0 dark blue to 1 yellow (viridis); grey: the future, which a position cannot see."
+    )
 
 
 class StepProgressBar(RichProgressBar):
