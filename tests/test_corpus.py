@@ -218,3 +218,13 @@ def test_a_byte_model_trains_samples_and_scores_its_test_split(mixed, tmp_path):
     )
     assert scored.returncode == 0, scored.stderr
     assert "bits per byte" in scored.stdout and f"all {int(0.1 * len(MIXED.encode())) - 1:,} positions" in scored.stdout
+
+
+def test_a_large_vocabulary_evaluates_in_smaller_chunks_of_the_same_batches():
+    """Thousands of characters make each position's logits large: evaluation batches then come
+    in more, smaller chunks (about 64 MB of logits each), drawing the same windows."""
+    data = torch.arange(10_000, dtype=torch.int32)
+    small = list(EvalBatches(data, 32, 64, 20, 1337, 1, lambda: (0, 0), vocab_size=65))
+    large = list(EvalBatches(data, 32, 64, 20, 1337, 1, lambda: (0, 0), vocab_size=7_000))
+    assert len(small) == 1 and len(large) == 20  # 65,536 * 256 / 7,000 logits: one batch of 32 x 64 a chunk
+    assert torch.equal(torch.cat([x for x, _ in large]), small[0][0])

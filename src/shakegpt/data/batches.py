@@ -13,8 +13,10 @@ import torch
 from torch.utils.data import IterableDataset
 
 # Evaluation batches are stacked into chunks of at most this many tokens, so a tiny model
-# evaluates its 200 batches in one forward pass and a large one stays within memory.
+# evaluates its 200 batches in one forward pass and a large one stays within memory; with a
+# large vocabulary (thousands of characters), fewer, so the chunk's logits stay near 64 MB.
 EVAL_CHUNK_TOKENS = 65_536
+EVAL_CHUNK_LOGITS = 65_536 * 256
 
 
 def mix_seed(*parts: int) -> int:
@@ -54,14 +56,15 @@ class EvalBatches(IterableDataset):
     """eval_iters fresh random batches of one split, as the lecture's estimate_loss, stacked
     into chunks so they run in a few forward passes instead of one by one."""
 
-    def __init__(self, data, batch_size, block_size, eval_iters, seed, split_id, position):
-        self.data, self.batch_size, self.block_size = data, batch_size, block_size
+    def __init__(self, data, batch_size, block_size, eval_iters, seed, split_id, position, vocab_size=256):
+        self.data, self.batch_size, self.block_size, self.vocab_size = data, batch_size, block_size, vocab_size
         self.eval_iters, self.seed, self.split_id, self.position = eval_iters, seed, split_id, position
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rank, step = self.position()
         generator = torch.Generator().manual_seed(mix_seed(self.seed, rank, step, self.split_id))
-        per_chunk = max(1, EVAL_CHUNK_TOKENS // (self.batch_size * self.block_size))
+        chunk_tokens = min(EVAL_CHUNK_TOKENS, EVAL_CHUNK_LOGITS // self.vocab_size)
+        per_chunk = max(1, chunk_tokens // (self.batch_size * self.block_size))
         remaining = self.eval_iters
         while remaining > 0:
             n = min(per_chunk, remaining)

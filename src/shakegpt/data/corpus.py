@@ -173,7 +173,8 @@ def token_dtype(vocab_size: int) -> str:
 
 def map_tokens(directory: Path, meta: dict) -> torch.Tensor:
     # Copy-on-write: pages stay shared with the page cache (and other ranks) as long as nothing
-    # writes them, and torch gets the writable array it expects.
+    # writes them, and torch gets the writable array it expects. Pages a batch touches count in
+    # the process's RSS while mapped, but they are the one shared, reclaimable copy of the file.
     array = np.memmap(directory / "tokens.bin", dtype=meta["dtype"], mode="c", shape=(meta["n_tokens"],))
     return torch.from_numpy(array)
 

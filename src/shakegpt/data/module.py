@@ -58,7 +58,10 @@ class CharDataModule(L.LightningDataModule):
         """Two loaders: the lecture estimates the loss on both splits at every evaluation."""
         return [
             DataLoader(
-                EvalBatches(data, self.batch_size, self.block_size, self.eval_iters, self.seed, split_id, self._position),
+                EvalBatches(
+                    data, self.batch_size, self.block_size, self.eval_iters, self.seed, split_id, self._position,
+                    len(self.vocab),
+                ),
                 batch_size=None,
                 generator=torch.Generator(),
             )
