@@ -139,9 +139,10 @@ def label_axes(ax, labels: list[str], first_column: bool, last_row: bool) -> Non
     positions = list(range(0, len(labels), step))
     shown = [labels[i] for i in positions]
     fontsize = 8 if len(positions) <= 16 else 6
-    ax.set_xticks(positions, shown, fontsize=fontsize, parse_math=False)
-    ax.set_yticks(positions, shown, fontsize=fontsize, parse_math=False)
-    ax.tick_params(length=0, labelbottom=last_row, labelleft=first_column)
+    # Inner panels get no ticks at all: building them was most of the drawing time for v7's 36.
+    ax.set_xticks(positions if last_row else [], shown if last_row else [], fontsize=fontsize, parse_math=False)
+    ax.set_yticks(positions if first_column else [], shown if first_column else [], fontsize=fontsize, parse_math=False)
+    ax.tick_params(length=0)
     if last_row:
         ax.set_xlabel("key (looked at)", fontsize=8)
     if first_column:
