@@ -228,3 +228,27 @@ def test_a_large_vocabulary_evaluates_in_smaller_chunks_of_the_same_batches():
     large = list(EvalBatches(data, 32, 64, 20, 1337, 1, lambda: (0, 0), vocab_size=7_000))
     assert len(small) == 1 and len(large) == 20  # 65,536 * 256 / 7,000 logits: one batch of 32 x 64 a chunk
     assert torch.equal(torch.cat([x for x, _ in large]), small[0][0])
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_a_prepare_cut_short_leaves_no_partial_file_and_the_next_run_prepares_again(mixed, tmp_path, monkeypatch, stop):
+    from shakegpt.data import corpus as corpus_module
+
+    real = corpus_module.write_tokens
+
+    def stopped(source, out, *args):
+        out.write(b"half")
+        raise stop
+
+    monkeypatch.setattr(corpus_module, "write_tokens", stopped)
+    if isinstance(stop, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            prepare_corpus(mixed, "char", tmp_path / "cache")
+    else:
+        with pytest.raises(UserError, match="No space left on device; set data.cache_dir"):
+            prepare_corpus(mixed, "char", tmp_path / "cache")
+    entry = next((tmp_path / "cache").iterdir())
+    assert sorted(p.name for p in entry.iterdir()) == ["lock"]
+    monkeypatch.setattr(corpus_module, "write_tokens", real)
+    again = prepare_corpus(mixed, "char", tmp_path / "cache")
+    assert again.tokenizer.decode(again.tokens) == MIXED

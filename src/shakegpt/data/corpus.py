@@ -195,9 +195,10 @@ def build_cache(source: Path, directory: Path, tokenizer: str, size: int, digest
             n_tokens = write_tokens(source, out, vocab, dtype, size)
         os.replace(tmp, directory / "tokens.bin")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UserError(f"cannot write the prepared corpus to {directory}: {os_reason(exc)}; set data.cache_dir") from None
+    finally:  # a full disk, a bad byte or Ctrl-C part way: no half-written file stays behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     meta = {
         "format": CACHE_FORMAT, "source": str(source.resolve()), "size": size, "sha256": digest,
         "tokenizer": tokenizer, "vocab": vocab, "dtype": dtype, "n_tokens": n_tokens, "splits": {},

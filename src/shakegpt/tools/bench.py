@@ -299,7 +299,7 @@ def paired_lines(size: str, spec: dict) -> list[str]:
 
 def bench_page(command: str, threads: int, peaks: dict, measured: list[dict]) -> str:
     peak_line = (f"matmul peak on this machine ({threads} threads, 2048 x 2048, best of 10 before the loops and 10 after): "
-                 f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+                 f"fp32 {peaks['fp32'] / 1e9:.3g} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.3g} GFLOP/s")
     lines = [
         "# Throughput",
         "",
