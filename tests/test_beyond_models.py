@@ -53,24 +53,11 @@ def test_the_rotation_makes_attention_scores_depend_on_the_distance_only():
     torch.testing.assert_close(rotary(at).norm(dim=-1), at.norm(dim=-1))  # a rotation keeps lengths
 
 
-def test_v9_swaps_every_layernorm_for_rmsnorm():
+def test_v9_swaps_the_relu_feed_forward_for_swiglu():
     v8, v9 = small(V8, **SIZES), small(V9, **SIZES)
-    assert step(v8, v9) == {
-        **per_block({
-            "body.#": ("v7.Block()", "v9.Block()"),
-            "body.#.ln1": (layer_norm(), RMS),
-            "body.#.ln2": (layer_norm(), RMS),
-        }),
-        "ln_f": (layer_norm(), RMS),
-    }
-    assert added_parameters(v8, v9) == -(2 * L + 1) * C  # the biases
-
-
-def test_v10_swaps_the_relu_feed_forward_for_swiglu():
-    v9, v10 = small(V9, **SIZES), small(V10, **SIZES)
     hidden = 8 * C // 3
-    assert step(v9, v10) == per_block({
-        "body.#.ffwd": ("Sequential()", "v10.SwiGLU()"),
+    assert step(v8, v9) == per_block({
+        "body.#.ffwd": ("Sequential()", "v9.SwiGLU()"),
         "body.#.ffwd.0": (f"Linear(in_features={C}, out_features={4 * C}, bias=True)", None),
         "body.#.ffwd.1": ("ReLU()", None),
         "body.#.ffwd.2": (f"Linear(in_features={4 * C}, out_features={C}, bias=True)", None),
@@ -78,18 +65,31 @@ def test_v10_swaps_the_relu_feed_forward_for_swiglu():
         "body.#.ffwd.up": (None, f"Linear(in_features={C}, out_features={hidden}, bias=False)"),
         "body.#.ffwd.down": (None, f"Linear(in_features={hidden}, out_features={C}, bias=False)"),
     })
-    assert added_parameters(v9, v10) == L * (3 * C * hidden - (8 * C * C + 5 * C))
+    assert added_parameters(v8, v9) == L * (3 * C * hidden - (8 * C * C + 5 * C))
 
 
-def test_v11_adds_an_rmsnorm_on_each_head_s_queries_and_keys():
-    v10, v11 = small(V10, **SIZES), small(V11, **SIZES)
+def test_v10_adds_an_rmsnorm_on_each_head_s_queries_and_keys():
+    v9, v10 = small(V9, **SIZES), small(V10, **SIZES)
     head_norm = describe(nn.RMSNorm(HS))
-    assert step(v10, v11) == per_block({
-        "body.#.sa": (attention("v8.RotaryAttention"), attention("v11.QKNormAttention")),
+    assert step(v9, v10) == per_block({
+        "body.#.sa": (attention("v8.RotaryAttention"), attention("v10.QKNormAttention")),
         "body.#.sa.q_norm": (None, head_norm),
         "body.#.sa.k_norm": (None, head_norm),
     })
-    assert added_parameters(v10, v11) == L * 2 * HS
+    assert added_parameters(v9, v10) == L * 2 * HS
+
+
+def test_v11_swaps_every_layernorm_for_rmsnorm():
+    v10, v11 = small(V10, **SIZES), small(V11, **SIZES)
+    assert step(v10, v11) == {
+        **per_block({
+            "body.#": ("v7.Block()", "v11.Block()"),
+            "body.#.ln1": (layer_norm(), RMS),
+            "body.#.ln2": (layer_norm(), RMS),
+        }),
+        "ln_f": (layer_norm(), RMS),
+    }
+    assert added_parameters(v10, v11) == -(2 * L + 1) * C  # the biases
 
 
 def test_v12_only_zeroes_the_residual_branches_outputs_so_each_block_starts_as_the_identity():

@@ -1,32 +1,30 @@
-"""v10: a SwiGLU feed-forward instead of Linear, ReLU, Linear.
+"""v10: QK-norm. An RMSNorm on each head's queries and keys before the rotation.
 
-Two projections into the hidden width: one goes through SiLU (x * sigmoid(x)) and gates the
-other, elementwise; a third projects back. Shazeer (2020, "GLU Variants Improve Transformer")
-measured it better than ReLU at equal parameters; PaLM and Llama use it. The hidden width is
-8/3 n_embd instead of 4 n_embd, so its three matrices hold about as many weights as the two
-before, and, as in Llama, no biases.
+Unnormalised q and k can grow until softmax saturates: a few logits dominate, gradients
+vanish, and higher learning rates diverge. Normalising each head's q and k bounds q . k / sqrt(hs)
+(Dehghani et al. 2023, "Scaling Vision Transformers to 22B"; OLMo 2, the modded-nanogpt speedrun).
+RMSNorm divides by the root mean square and scales: x / rms(x) * weight, over head_size.
 
-    ffwd(x) = down(silu(gate(x)) * up(x))         # (B, T, C) -> (B, T, 8C/3) -> (B, T, C)
+    q, k = rotary(q_norm(q)), rotary(k_norm(k))   # q_norm, k_norm: RMSNorm over head_size
 """
 
-import torch.nn.functional as F
 from torch import nn
 
 from shakegpt.models import v9
+from shakegpt.models.v8 import RotaryAttention
 
 
-class SwiGLU(nn.Module):
-    def __init__(self, n_embd: int):
-        super().__init__()
-        hidden = 8 * n_embd // 3
-        self.gate = nn.Linear(n_embd, hidden, bias=False)
-        self.up = nn.Linear(n_embd, hidden, bias=False)
-        self.down = nn.Linear(hidden, n_embd, bias=False)
+class QKNormAttention(RotaryAttention):
+    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float, block_size: int):
+        super().__init__(n_embd, n_head, head_size, dropout, block_size)
+        self.q_norm = nn.RMSNorm(head_size)
+        self.k_norm = nn.RMSNorm(head_size)
 
-    def forward(self, x):  # (B, T, n_embd) -> (B, T, n_embd)
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+    def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
+        q, k, v = self.heads(x)
+        return self.attend(self.rotary(self.q_norm(q)), self.rotary(self.k_norm(k)), v)
 
 
 class V10(v9.V9):
-    def make_ffwd(self) -> nn.Module:
-        return SwiGLU(self.n_embd)
+    def make_attention(self) -> nn.Module:
+        return QKNormAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size)

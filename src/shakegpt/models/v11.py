@@ -1,29 +1,28 @@
-"""v11: QK-norm. RMSNorm on each head's queries and keys before the rotation.
+"""v11: RMSNorm instead of LayerNorm (ln1, ln2 and ln_f).
 
-Unnormalised q and k can grow until softmax saturates: a few logits dominate, gradients
-vanish, and higher learning rates diverge. Normalising each head's q and k bounds q . k / sqrt(hs)
-(Dehghani et al. 2023, "Scaling Vision Transformers to 22B"; OLMo 2, the modded-nanogpt speedrun).
+LayerNorm subtracts each token's mean and divides by its standard deviation, then scales and
+shifts. RMSNorm only divides by the root mean square and scales: no mean, no bias. Zhang and
+Sennrich (2019) found the re-centring adds little; Llama and the modded-nanogpt speedrun use
+RMSNorm. Fewer operations per norm, and n_embd fewer weights in each (the bias).
 
-    q, k = rotary(q_norm(q)), rotary(k_norm(k))   # q_norm, k_norm: RMSNorm over head_size
+    x = x + proj_dropout(proj(sa(ln1(x))))        # ln1, ln2, ln_f: x / rms(x) * weight
 """
 
 from torch import nn
 
-from shakegpt.models import v10
-from shakegpt.models.v8 import RotaryAttention
+from shakegpt.models import v7, v10
 
 
-class QKNormAttention(RotaryAttention):
-    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float, block_size: int):
-        super().__init__(n_embd, n_head, head_size, dropout, block_size)
-        self.q_norm = nn.RMSNorm(head_size)
-        self.k_norm = nn.RMSNorm(head_size)
-
-    def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
-        q, k, v = self.heads(x)
-        return self.attend(self.rotary(self.q_norm(q)), self.rotary(self.k_norm(k)), v)
+class Block(v7.Block):
+    def __init__(self, sa: nn.Module, ffwd: nn.Module, n_embd: int, dropout: float):
+        super().__init__(sa, ffwd, n_embd, dropout)
+        self.ln1 = nn.RMSNorm(n_embd)
+        self.ln2 = nn.RMSNorm(n_embd)
 
 
 class V11(v10.V10):
-    def make_attention(self) -> nn.Module:
-        return QKNormAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size)
+    def make_block(self) -> nn.Module:
+        return Block(self.make_attention(), self.make_ffwd(), self.n_embd, self.dropout)
+
+    def make_final_norm(self) -> nn.Module:
+        return nn.RMSNorm(self.n_embd)
