@@ -62,10 +62,11 @@ def test_bad_training_input(tmp_path, corpora, overrides, code, message):
     assert_nothing_written(run_dir)
 
 
-def test_unwritable_output_directory(tmp_path):
+@pytest.mark.parametrize("quote", ["", '"', "'"])  # Hydra's quoting, as DDP's child processes get it
+def test_unwritable_output_directory(tmp_path, quote):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    exit_code, stderr, _ = run_cli("train.py", f"hydra.run.dir={blocker}/run", *TINY)
+    exit_code, stderr, _ = run_cli("train.py", f"hydra.run.dir={quote}{blocker}/run{quote}", *TINY)
     assert exit_code == 2
     assert stderr.strip() == f"error: cannot write the output directory {blocker}/run: Not a directory"
 

@@ -18,10 +18,22 @@ def output_root(args: list[str]) -> Path:
     """The directory Hydra will create for this command (or the root it creates one under)."""
     multirun = "-m" in args or "--multirun" in args
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    named = [a[len(key) :] for a in args if a.startswith(key)]
+    named = [override_value(a) for a in args if a.startswith(key)]
     if named and "${" not in named[-1]:
         return Path(named[-1])
     return Path("multirun" if multirun else "outputs")
+
+
+def override_value(arg: str) -> str:
+    """An override's value as Hydra reads it: 'hydra.run.dir="a b"' names the directory a b."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        value = OverridesParser.create().parse_overrides([arg])[0].value()
+    except HydraException:  # Hydra itself reports the malformed override
+        return arg.split("=", 1)[1]
+    return value if isinstance(value, str) else arg.split("=", 1)[1]
 
 
 # Hydra writes the run's .hydra/ files (about 10 kB) before any of shakegpt's code runs, and
