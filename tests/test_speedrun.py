@@ -4,7 +4,9 @@ from the run it makes, with the evaluator's whole-split figure."""
 import json
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from shakegpt.bookkeeping.report import load_run
 from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools import speedrun
 from tests.helpers import TINY, run_script
@@ -13,12 +15,26 @@ SMALL = ["model.n_embd=32", "model.n_layer=1", "data.block_size=16", "data.batch
 
 
 @pytest.mark.slow
-def test_the_speedrun_recipe_trains_with_tiny_overrides(tmp_path):
-    result = run_script("train.py", "experiment=cpu_speedrun", f"hydra.run.dir={tmp_path}", *TINY, *SMALL)
+@pytest.mark.parametrize("experiment, model", [("cpu_speedrun", "v12.V12"), ("cpu_sprint", "v11.V11")])
+def test_the_speedrun_recipes_train_with_tiny_overrides(tmp_path, experiment, model):
+    result = run_script("train.py", f"experiment={experiment}", f"hydra.run.dir={tmp_path}", *TINY, *SMALL)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 20
     config = (tmp_path / ".hydra" / "config.yaml").read_text()
-    assert "shakegpt.models.v12.V12" in config and "MuonWithAdamW" in config
+    assert f"shakegpt.models.{model}" in config and "MuonWithAdamW" in config
+
+
+@pytest.mark.slow
+def test_the_sprint_evaluates_once_at_its_end_without_a_sample_or_attention_image(tmp_path):
+    result = run_script("train.py", "experiment=cpu_sprint", "trainer.max_steps=12", "data.eval_iters=2",
+                        f"hydra.run.dir={tmp_path}", *SMALL)
+    assert result.returncode == 0, result.stderr
+    run = load_run(tmp_path)
+    assert [step for step, _, _ in run.scalars["val/loss"]] == [11]  # after the 12th step only
+    assert run.samples == []
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == []
 
 
 @pytest.mark.slow

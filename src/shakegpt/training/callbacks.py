@@ -79,13 +79,13 @@ class Throughput(L.Callback):
 
 
 class TextSample(L.Callback):
-    """After each evaluation, a fixed-seed sample to TensorBoard's text tab."""
+    """After each evaluation, a fixed-seed sample to TensorBoard's text tab; none with max_new_tokens=0."""
 
     def __init__(self, max_new_tokens: int = 300, seed: int = 1337):
         self.max_new_tokens, self.seed = max_new_tokens, seed
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or self.max_new_tokens <= 0:
             return
         text = sample_text(pl_module, self.max_new_tokens, self.seed)
         for logger in trainer.loggers:
