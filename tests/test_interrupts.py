@@ -111,10 +111,10 @@ def test_a_signal_saves_the_step_reached_and_resume_ends_as_the_uninterrupted_ru
 
 @pytest.mark.slow
 def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
-    # last.ckpt first appears at step 50, just before that step's evaluation (about 4 s here) starts;
-    # a second later the signal lands in the evaluation, which finishes; then the run stops at step 50.
+    # last.ckpt first appears at step 25; the first evaluation (about 4 s here) starts at step 50, so
+    # a second later the signal lands in it. It finishes, then the run stops at step 50.
     slow_eval = [o for o in RESUMABLE if not o.startswith(("data.eval_iters", "checkpoint.every_n_steps"))]
-    slow_eval += ["data.eval_iters=2000", "checkpoint.every_n_steps=50"]
+    slow_eval += ["data.eval_iters=2000", "checkpoint.every_n_steps=25"]
     run_dir = tmp_path / "run"
     command = [sys.executable, str(ROOT / "train.py"), *slow_eval, f"hydra.run.dir={run_dir}"]
     returncode, stderr = signal_when(command, seen_for((run_dir / "checkpoints" / "last.ckpt").exists, 1.0), signal.SIGINT)

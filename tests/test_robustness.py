@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 
 from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.common.errors import UserError
-from tests.helpers import TINY, kill_train_after, run_cli, run_script
+from tests.helpers import ROOT, TINY, kill_train_after, run_cli, run_script
 
 
 def assert_nothing_written(run_dir):
@@ -200,6 +202,33 @@ def test_sigkill_then_resume_gives_the_uninterrupted_run(tmp_path):
         assert got[key] == expected[key], key
     curve = val_curve(killed)  # TensorBoard continues the same run's curve
     assert curve == val_curve(whole)
+
+
+@pytest.mark.slow
+def test_a_kill_during_an_evaluation_resumes_to_that_evaluation(tmp_path):
+    # Checkpoints every 25 steps, then the run's one evaluation (about 4 s here) at step 50: the kill,
+    # a second after step 25's file, lands in that evaluation. The resumed run must evaluate again.
+    long_eval = [o for o in RESUMABLE if not o.startswith(("data.eval_iters", "checkpoint.every", "trainer.max_steps"))]
+    long_eval += ["data.eval_iters=2000", "checkpoint.every_n_steps=25", "checkpoint.every_minutes=null",
+                  "trainer.max_steps=50"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_script("train.py", *long_eval, f"hydra.run.dir={whole}").returncode == 0
+
+    last = killed / "checkpoints" / "last.ckpt"
+    command = [sys.executable, str(ROOT / "train.py"), *long_eval, f"hydra.run.dir={killed}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None and not last.exists():
+        time.sleep(0.02)
+    time.sleep(1.0)
+    process.kill()
+    process.wait()
+    assert not (killed / "checkpoints" / "best.ckpt").exists()  # step 50's evaluation had not finished
+
+    result = run_script("train.py", *long_eval, f"hydra.run.dir={killed}", "resume=auto")
+    assert result.returncode == 0, result.stderr
+    assert val_curve(killed) == val_curve(whole) and list(val_curve(whole)) == [49]
+    assert json.loads((killed / "metrics.json").read_text())["best_val_loss"] == json.loads(
+        (whole / "metrics.json").read_text())["best_val_loss"]
 
 
 def test_resume_auto_finds_the_newest_unfinished_run_of_the_same_command(tmp_path):

@@ -46,6 +46,21 @@ class PeriodicCheckpoint(Checkpoint):
             every = {"train_time_interval": timedelta(minutes=every_minutes)}
         super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False, **every)
 
+    def on_train_batch_end(self, trainer, *args, **kwargs):
+        # An evaluation follows this step and writes last.ckpt once it is done. A file written
+        # before it would, after a kill during that evaluation, resume past an evaluation that
+        # never finished (Lightning treats a step's checkpoint as taken after its evaluation).
+        if not evaluation_follows(trainer):
+            super().on_train_batch_end(trainer, *args, **kwargs)
+
+
+def evaluation_follows(trainer) -> bool:
+    """Whether Lightning evaluates right after this step: every val_check_interval steps, and
+    when the run stops (its last step, Ctrl-C)."""
+    every = trainer.val_check_batch
+    due = every not in (None, float("inf")) and trainer.global_step % every == 0
+    return due or trainer.should_stop or trainer.global_step >= trainer.max_steps
+
 
 class EvaluateAtEnd(L.Callback):
     """Evaluate after the last step too, as the lecture does, even when max_steps is not a
