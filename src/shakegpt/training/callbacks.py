@@ -56,10 +56,11 @@ class PeriodicCheckpoint(Checkpoint):
 
 def evaluation_follows(trainer) -> bool:
     """Whether Lightning evaluates right after this step: every val_check_interval steps, and
-    when the run stops (its last step, Ctrl-C)."""
+    after the last. From the step count alone, so every DDP rank decides alike (the periodic
+    checkpoint's time test broadcasts from rank 0: a rank that skipped it would hang the others)."""
     every = trainer.val_check_batch
     due = every not in (None, float("inf")) and trainer.global_step % every == 0
-    return due or trainer.should_stop or trainer.global_step >= trainer.max_steps
+    return due or 0 < trainer.max_steps <= trainer.global_step
 
 
 class EvaluateAtEnd(L.Callback):
