@@ -21,16 +21,25 @@ def check_non_negative_int(name: str, value) -> None:
         raise UserError(f"{name} must be a non-negative integer, got {value}")
 
 
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_positive(name: str, value) -> None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+    if not (is_number(value) and value > 0):
         raise UserError(f"{name} must be positive, got {value}")
+
+
+def check_non_negative(name: str, value) -> None:
+    if not (is_number(value) and value >= 0):
+        raise UserError(f"{name} must be a number, 0 or more, got {value}")
 
 
 def check_fraction(name: str, value, low_open: bool = False, high_open: bool = True) -> None:
     """value in [0, 1), or (0, 1], ... as the flags say."""
-    low_ok = value > 0 if low_open else value >= 0
-    high_ok = value < 1 if high_open else value <= 1
-    if not (isinstance(value, (int, float)) and low_ok and high_ok):
+    low_ok = is_number(value) and (value > 0 if low_open else value >= 0)
+    high_ok = is_number(value) and (value < 1 if high_open else value <= 1)
+    if not (low_ok and high_ok):
         interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
         raise UserError(f"{name} must be in {interval}, got {value}")
 

@@ -13,6 +13,29 @@ from typing import Any, Iterable
 import torch
 import torch.optim._muon as torch_muon
 
+from shakegpt.common.config import check_fraction, check_non_negative, check_positive, check_positive_int
+from shakegpt.common.errors import UserError
+
+
+def check_optimizer_numbers(optimizer) -> None:
+    """The optimizer group's numbers a user may type (lr is checked apart: it may be 'auto'),
+    for the keys the chosen optimizer has, so that a typo is one line rather than torch's error."""
+    for key in ("weight_decay", "muon_weight_decay"):
+        if key in optimizer:
+            check_non_negative(f"optimizer.{key}", optimizer[key])
+    if "muon_lr" in optimizer:
+        check_positive("optimizer.muon_lr", optimizer.muon_lr)
+    if "momentum" in optimizer:
+        check_fraction("optimizer.momentum", optimizer.momentum)
+    if "ns_steps" in optimizer:
+        check_positive_int("optimizer.ns_steps", optimizer.ns_steps)
+    betas = optimizer.get("betas")
+    if betas is not None:
+        if isinstance(betas, str) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise UserError(f"optimizer.betas must be two numbers in [0, 1), e.g. [0.9,0.99], got {betas}")
+        for beta in betas:
+            check_fraction("each of optimizer.betas", beta)
+
 
 class MuonWithAdamW(torch.optim.Optimizer):
     """Two torch optimizers behind one: `param_groups` is Muon's groups then AdamW's (the very

@@ -32,6 +32,7 @@ from shakegpt.training.cli import continue_command
 from shakegpt.training.distributed import job_scope, use_job_subprocess_command
 from shakegpt.training.interrupts import Interrupted, StopOnSignal, as_interrupt, record_interrupt, signals_interrupt
 from shakegpt.training.lr_finder import check_range, lr_range_test, plot_range_test
+from shakegpt.training.optimizers import check_optimizer_numbers
 from shakegpt.training.schedules import check_schedule
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def check_config(cfg: DictConfig) -> None:
     lr = cfg.optimizer.lr
     if lr != "auto" and not (isinstance(lr, (int, float)) and lr > 0):
         raise UserError(f"optimizer.lr must be a positive number or 'auto', got {lr}")
+    check_optimizer_numbers(cfg.optimizer)
     check_range(**cfg.lr_range_test)
     for key in ("max_steps", "val_check_interval", "log_every_n_steps"):
         check_positive_int(f"trainer.{key}", cfg.trainer.get(key))
