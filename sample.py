@@ -10,7 +10,8 @@ import hydra
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import report_user_errors
-from shakegpt.sampling.generate import load_model, newest_checkpoint, pick_device, write_samples
+from shakegpt.bookkeeping.checkpoints import load_model
+from shakegpt.sampling.generate import newest_checkpoint, pick_device, write_samples
 from shakegpt.sampling.prompt import check_options, read_prompt, split_prompt_args
 
 PROMPT_ARGS = (None, None)  # (prompt=, prompt_file=) as typed, taken out of argv before Hydra reads it

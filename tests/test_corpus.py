@@ -213,9 +213,13 @@ def test_a_byte_model_trains_samples_and_scores_its_test_split(mixed, tmp_path):
     sampled = run_script("sample.py", f"ckpt={ckpt}", "prompt=🎭 世", "max_new_tokens=50")
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.startswith("🎭 世")
-    scored = subprocess.run(
-        [sys.executable, "-m", "shakegpt.evaluate", f"ckpt={ckpt}", "split=test"], capture_output=True, text=True
+    evaluate = [sys.executable, "-m", "shakegpt.evaluate", f"ckpt={ckpt}", "split=test"]
+    refused = subprocess.run(evaluate, capture_output=True, text=True)  # the run's corpus lies outside the working directory
+    assert refused.returncode == 2 and refused.stderr == (
+        f"error: the run of {ckpt} was trained on {mixed}, outside this directory; to score on that file, pass "
+        "corpus=<its path> (a run directory from elsewhere does not choose which files are read)\n"
     )
+    scored = subprocess.run([*evaluate, f"corpus={mixed}"], capture_output=True, text=True)
     assert scored.returncode == 0, scored.stderr
     assert "bits per byte" in scored.stdout and f"all {int(0.1 * len(MIXED.encode())) - 1:,} positions" in scored.stdout
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from shakegpt.data import CharDataModule
-from shakegpt.sampling.generate import load_model
+from shakegpt.bookkeeping.checkpoints import load_model
 from tests.helpers import ROOT, TINY, run_script
 
 

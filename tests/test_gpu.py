@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shakegpt.bookkeeping.checkpoints import read_checkpoint
-from shakegpt.sampling.generate import load_model
+from shakegpt.bookkeeping.checkpoints import load_model
 from tests.helpers import TINY, kill_train_after, run_script
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from shakegpt.common.errors import UserError
-from shakegpt.sampling.generate import load_model, pick_device, write_samples
+from shakegpt.bookkeeping.checkpoints import load_model
+from shakegpt.sampling.generate import pick_device, write_samples
 from tests.helpers import ROOT, run_cli, run_script
 
 

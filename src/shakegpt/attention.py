@@ -34,7 +34,8 @@ import torch
 from shakegpt.common.atomic import save_figure
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.models.v2 import CausalSelfAttention
-from shakegpt.sampling.generate import load_model, newest_checkpoint, pick_device
+from shakegpt.bookkeeping.checkpoints import load_model
+from shakegpt.sampling.generate import newest_checkpoint, pick_device
 from shakegpt.sampling.prompt import read_prompt, split_prompt_args
 
 # The command's default prompt and the training callback's: every character is in Tiny

@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.data import SPLITS, parse_fractions, prepare_corpus
-from shakegpt.sampling.generate import load_model, newest_checkpoint, pick_device
+from shakegpt.bookkeeping.checkpoints import load_model, shown
+from shakegpt.sampling.generate import newest_checkpoint, pick_device
 
 UNITS = {"char": "character", "byte": "byte"}
 OPTIONS = {"ckpt": None, "split": "val", "corpus": None, "device": "auto", "batch": "64"}
@@ -55,17 +56,40 @@ def window_loss_sum(model, x: torch.Tensor, y: torch.Tensor) -> float:
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").item()
 
 
-def run_settings(ckpt: Path) -> dict:
-    """The data settings of the checkpoint's run (corpus, splits, cache_dir); the defaults when
-    the file lies outside a run directory. Runs from before data.splits name train_fraction."""
+def run_settings(ckpt: Path, corpus: str | None) -> dict:
+    """The data settings of the checkpoint's run (corpus, splits); the defaults when the file
+    lies outside a run directory. Runs from before data.splits name train_fraction.
+
+    A run directory may come from someone else, so what its saved config names is not obeyed
+    blindly: its corpus is read only when it lies inside the working directory (else corpus=
+    must name it), and its data.cache_dir, a place to write, is ignored for the usual cache."""
     config = ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
-    data = OmegaConf.to_container(OmegaConf.load(config).get("data", {})) if config.is_file() else {}
+    data = saved_data_settings(config) if config.is_file() else {}
     train = data.get("train_fraction", 0.9)
-    return {
-        "path": data.get("path"),
-        "splits": data.get("splits", [train, 1 - train, 0.0]),
-        "cache_dir": data.get("cache_dir"),
-    }
+    path = corpus if corpus is not None else data.get("path")
+    if corpus is None and path is not None and not inside_working_directory(path):
+        raise UserError(
+            f"the run of {ckpt} was trained on {path if str(path).isprintable() else shown(path)}, outside this directory; "
+            "to score on that file, pass corpus=<its path> (a run directory from elsewhere does not choose which files are read)"
+        )
+    return {"path": path, "splits": data.get("splits", [train, 1 - train, 0.0]), "cache_dir": None}
+
+
+def saved_data_settings(config: Path) -> dict:
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(config)).get("data", {})
+    except Exception:  # YAML and OmegaConf's errors share no base; a malformed file is the user's to see
+        raise UserError(f"{config} is not a readable run config; pass corpus= and split= yourself") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{config} holds no data settings; pass corpus= yourself")
+    return data
+
+
+def inside_working_directory(path) -> bool:
+    if not isinstance(path, str):
+        return False
+    cwd = Path.cwd().resolve()
+    return Path(path).resolve().is_relative_to(cwd)
 
 
 def split_of(model, corpus: str | None, settings: dict, split: str) -> torch.Tensor:
@@ -82,8 +106,8 @@ def split_of(model, corpus: str | None, settings: dict, split: str) -> torch.Ten
 def score_checkpoint(ckpt: Path, split: str = "val", device: str = "auto", corpus: str | None = None, batch: int = 64):
     """(mean loss, positions scored, model) of a checkpoint over its run's whole split."""
     model = load_model(ckpt).to(pick_device(device))
-    settings = run_settings(ckpt)
-    tokens = split_of(model, corpus or settings["path"], settings, split)
+    settings = run_settings(ckpt, corpus)
+    tokens = split_of(model, settings["path"], settings, split)
     if len(tokens) < 2:
         raise UserError(f"the {split} split is empty; data.splits sets its fraction (e.g. [0.9,0.05,0.05])")
     loss, scored = split_loss(model, tokens, batch)

@@ -3,6 +3,7 @@ distributions, and a trial's parameters back as overrides."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -78,6 +79,35 @@ def distribution(override: Override):
             return IntDistribution(int(sweep.start), int(sweep.end), log=log)
         return FloatDistribution(sweep.start, sweep.end, log=log)
     raise UserError(f"search space: {name}: {override.input_line} is not a sweep Optuna can sample")
+
+
+def stored_params_problem(params: dict, distributions: dict) -> str | None:
+    """Why a trial's parameters, read from a study's storage, are not a point of this search
+    space (names and values), or None. A study file may come from elsewhere: only a point of the
+    space the user typed may become overrides."""
+    if set(params) != set(distributions):
+        unknown = sorted(set(params) - set(distributions)) or sorted(set(distributions) - set(params))
+        return f"its parameters ({', '.join(map(repr, unknown[:3]))}) are not this search space's"
+    for name, value in params.items():
+        if not contains(distributions[name], value):
+            return f"its {name}={value!r} lies outside this search space"
+    return None
+
+
+def contains(distribution, value) -> bool:
+    """Whether value is one of the distribution's points (Optuna's own test is private)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return any(type(value) is type(choice) and value == choice for choice in distribution.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if isinstance(distribution, IntDistribution) and not isinstance(value, int):
+        return False
+    if not distribution.low <= value <= distribution.high:
+        return False
+    step = distribution.step
+    return not step or abs(round((value - distribution.low) / step) * step + distribution.low - value) <= 1e-8 * max(1, abs(value))
 
 
 PLAIN = re.compile(r"[\w.:/+\-@]+")

@@ -9,6 +9,7 @@ reach n_trials run, and a trial whose sweep died while it ran runs again.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
@@ -20,7 +21,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.shakegpt_optuna._space import SearchSpace, as_override, parse_space
+from hydra_plugins.shakegpt_optuna._space import SearchSpace, as_override, parse_space, stored_params_problem
 from hydra_plugins.shakegpt_optuna._study import (
     IN_PROCESS,
     JOB_DIR,
@@ -108,9 +109,9 @@ class OptunaSweeper(Sweeper):
             raise UserError(f"hydra.sweeper.{what}: cannot build {config.get('_target_')}: {root_cause(exc)}") from None
 
     def run_trials(self, study, space: SearchSpace) -> None:
+        waiting = self.rerunnable(study, orphaned(t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"), space)
         done = ended(study)
         to_run = max(0, self.n_trials - done)
-        waiting = orphaned(t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING")
         pruning = self.pruning_reaches_jobs()
         if to_run == 0:
             note = " (raise hydra.sweeper.n_trials to run more)"
@@ -125,11 +126,46 @@ class OptunaSweeper(Sweeper):
             to_run -= len(trials)
 
     def new_trial(self, study, space: SearchSpace):
-        trial = study.ask(space.distributions)
+        try:
+            trial = study.ask(space.distributions)
+        except ValueError as exc:  # Optuna: a parameter stored with another kind of distribution
+            raise UserError(
+                f"Optuna study {self.study_name!r} holds trials of another search space ({one_line(exc)}); "
+                "give this search a new hydra.sweeper.study_name"
+            ) from None
         if self.custom_search_space:
             self.extend_space(self.config, trial)
         trial.set_user_attr(OWNER, this_process())
         return trial
+
+    def rerunnable(self, study, trials: list, space: SearchSpace) -> list:
+        """Of the trials a stopped sweep left running, those whose stored parameters are a point
+        of this search space; the others are marked failed, never run (their parameters would
+        become this sweep's overrides)."""
+        from optuna.trial import TrialState
+
+        kept = []
+        for frozen in trials:
+            problem = stored_params_problem(frozen.params, self.space_of(frozen.params, space))
+            if problem is None:
+                kept.append(frozen)
+                continue
+            study.tell(frozen.number, state=TrialState.FAIL)
+            log.warning("trial %d is not run again: %s; it is marked failed", frozen.number, problem)
+        return kept
+
+    def space_of(self, params: dict, space: SearchSpace) -> dict:
+        """The distributions params must come from: the typed space, and what the custom search
+        space function suggests for them (asked through a FixedTrial, which runs nothing)."""
+        import optuna
+
+        distributions = dict(space.distributions)
+        if self.custom_search_space:
+            fixed = optuna.trial.FixedTrial(params)
+            with contextlib.suppress(ValueError):  # it asks for a parameter the trial lacks: no match
+                self.extend_space(self.config, fixed)
+            distributions |= fixed.distributions
+        return distributions
 
     def resume_trial(self, study, frozen):
         """A trial left running by a sweep that stopped: the same trial, run again (from its

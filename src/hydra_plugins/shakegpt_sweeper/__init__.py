@@ -9,7 +9,6 @@ conf/hydra/sweeper/resumable.yaml.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from shakegpt.bookkeeping.resume import config_overrides
-from shakegpt.bookkeeping.status import read_status
+from shakegpt.bookkeeping.status import read_json_object, read_status
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,8 @@ class SkipFinishedJobs:
             return None
         if config_overrides(OmegaConf.load(recorded)) != config_overrides(overrides):
             return None
-        try:
-            metrics = json.loads((job_dir / "metrics.json").read_text())
-        except (OSError, ValueError):
+        metrics = read_json_object(job_dir / "metrics.json")
+        if not isinstance(metrics.get("best_val_loss"), (int, float)):
             return None
         log.info("job %d (%s) finished before: left as it is", idx, " ".join(overrides))
         result = JobReturn(overrides=list(overrides), working_dir=str(job_dir), status=JobStatus.COMPLETED)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from shakegpt.bookkeeping.status import read_status
+from shakegpt.bookkeeping.status import read_json_object, read_status
 from shakegpt.common.atomic import save_figure, write_text
 from shakegpt.common.config import flatten
 from shakegpt.common.errors import UserError
@@ -74,12 +73,15 @@ class Run:
         return self.config.get("trainer", {}).get("max_steps")
 
 
+MAX_PID = 1 << 22  # Linux's largest pid_max; a larger number recorded in a file names no process
+
+
 def process_alive(pid) -> bool:
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -122,10 +124,7 @@ def load_run(path: str | Path) -> Run:
 
 
 def read_metrics(path: Path) -> dict:
-    try:
-        return json.loads((path / "metrics.json").read_text())
-    except (OSError, ValueError):  # not finished, or a file cut short
-        return {}
+    return read_json_object(path / "metrics.json")  # {}: not finished, or a file cut short
 
 
 def job_dirs(sweep: Path) -> list[Path]:

@@ -13,11 +13,18 @@ from shakegpt.common.atomic import write_json
 STATUS_FILE = "status.json"
 
 
-def read_status(run_dir: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """A run's own JSON record (status.json, metrics.json) as a dict; {} when it is missing, cut
+    short or not an object (a run directory may come from elsewhere)."""
     try:
-        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
+        found = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
+
+
+def read_status(run_dir: Path) -> dict:
+    return read_json_object(Path(run_dir) / STATUS_FILE)
 
 
 def write_status(run_dir: Path, state: str, **fields) -> None:

@@ -1,16 +1,25 @@
 """Files written whole or not at all: beside the target, then renamed over it. A reader (a
 report, a resumed run) never sees half a file, and a kill mid-write leaves the old one. A write
 that fails (a full disk, a read-only or vanished directory) leaves no partial file behind and
-raises WriteError, which names the file and the reason in one sentence."""
+raises WriteError, which names the file and the reason in one sentence.
+
+Run directories and caches travel between people, so nothing here follows a link: each
+temporary file is created fresh (exclusively, under a random name, so a link planted in the
+directory is never opened), and a target that is itself a symbolic link is refused."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 
 from shakegpt.common.errors import UserError
+
+# O_EXCL with O_CREAT refuses any existing name, a symbolic link included; O_NOFOLLOW where the
+# system has it (not Windows) says so twice.
+FRESH = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 class WriteError(UserError):
@@ -25,21 +34,45 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def refuse_link(path: Path) -> None:
+    if Path(path).is_symlink():
+        raise WriteError(path, "it is a symbolic link, and shakegpt never writes through one (remove it)")
+
+
+def create_fresh(directory: Path, name: str) -> tuple[int, Path]:
+    """(descriptor, path) of a new, empty file in directory, named after name; the mode is the
+    umask's, as open() gives."""
+    while True:
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.partial"
+        try:
+            return os.open(tmp, FRESH, 0o666), tmp
+        except FileExistsError:  # a name taken by chance (or planted): draw another
+            continue
+
+
 @contextlib.contextmanager
-def replacing(path: Path, tmp: Path):
-    """Write tmp in the block, then rename it over path; on failure remove tmp, raise WriteError."""
+def replacing(path: Path):
+    """A fresh binary file to write in the block, renamed over path at its end; on any failure
+    (or Ctrl-C) the temporary file is removed, and an OSError becomes a WriteError."""
+    path = Path(path)
+    refuse_link(path)
+    tmp = None
     try:
-        yield tmp
+        fd, tmp = create_fresh(path.parent, path.name)
+        with os.fdopen(fd, "wb") as f:
+            yield f
         os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise WriteError(path, os_reason(exc)) from None
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if isinstance(exc, OSError):
+            raise WriteError(path, os_reason(exc)) from None
+        raise
 
 
 def write_bytes(path: Path, data: bytes | memoryview, sync: bool = False) -> None:
-    path = Path(path)
-    with replacing(path, path.with_name(f".{path.name}.partial")) as tmp, open(tmp, "wb") as f:
+    with replacing(path) as f:
         f.write(data)
         if sync:
             f.flush()
@@ -56,9 +89,8 @@ def write_json(path: Path, data: dict) -> None:
 
 def save_figure(figure, path: Path) -> None:
     path = Path(path)
-    # The temporary name keeps the suffix matplotlib reads the format from.
-    with replacing(path, path.with_name(f".partial.{path.name}")) as tmp:
-        figure.savefig(tmp, dpi=120)
+    with replacing(path) as f:
+        figure.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=120)
 
 
 def quiet_background_write_errors() -> None:

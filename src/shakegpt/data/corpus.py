@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shakegpt.common.atomic import os_reason, write_text
+from shakegpt.common.atomic import create_fresh, os_reason, write_text
 from shakegpt.common.errors import UserError
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data.splits import SPLITS, split_bounds, splits_key
@@ -34,6 +34,9 @@ DEFAULT_CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57
 DEFAULT_CACHE = PROJECT_ROOT / "data" / "cache"  # or $SHAKEGPT_CACHE, or data.cache_dir
 CACHE_FORMAT = 1
 CHUNK_BYTES = 1 << 24  # 16 MiB per read: a few hundred MB of working memory at most
+CHUNK_TOKENS = 1 << 24  # tokens counted at once when a cache entry is checked
+PREFIX_TOKENS = 4096  # the entry's first tokens, checked against the source's first characters
+META_LIMIT = 1 << 26  # bytes of meta.json: a vocabulary of every Unicode character fits
 MAX_CODE_POINT = 0x110000
 
 
@@ -111,7 +114,7 @@ def prepare_corpus(
     check_source(source, path is None, size, digest)
     directory = cache_root(cache_dir) / f"{digest[:24]}-{tokenizer}"
     with cache_lock(directory):
-        meta = read_meta(directory, digest, tokenizer)
+        meta = read_meta(directory, source, digest, tokenizer, size)
         if meta is None:
             meta = build_cache(source, directory, tokenizer, size, digest)
         bounds = split_bounds(meta["n_tokens"], fractions)
@@ -138,32 +141,77 @@ def cache_root(cache_dir: str | Path | None) -> Path:
 @contextlib.contextmanager
 def cache_lock(directory: Path):
     """One preparer at a time per cache entry: DDP ranks started together wait for the first."""
+    if directory.is_symlink():
+        raise UserError(f"the corpus cache entry {directory} is a symbolic link; remove it, or set data.cache_dir")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        lock = open(directory / "lock", "a")
+        # Not following a link planted at the lock's name (a cache may be shared).
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError as exc:
         raise UserError(f"cannot use the corpus cache {directory}: {os_reason(exc)}; set data.cache_dir") from None
-    with lock:
+    with os.fdopen(fd, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def read_meta(directory: Path, digest: str, tokenizer: str) -> dict | None:
-    """The entry's metadata if it is whole and describes this source; None (rebuild) otherwise."""
+def read_meta(directory: Path, source: Path, digest: str, tokenizer: str, size: int) -> dict | None:
+    """The entry's metadata if it is whole, consistent and describes this source; None (rebuild)
+    otherwise. A cache may be shared, so nothing in it is taken on trust."""
+    meta_file, token_file = directory / "meta.json", directory / "tokens.bin"
     try:
-        meta = json.loads((directory / "meta.json").read_text())
-        itemsize = np.dtype(meta["dtype"]).itemsize
-        whole = (directory / "tokens.bin").stat().st_size == meta["n_tokens"] * itemsize
-        ours = (meta["format"], meta["sha256"], meta["tokenizer"]) == (CACHE_FORMAT, digest, tokenizer)
+        if meta_file.is_symlink() or token_file.is_symlink():
+            problem = "holds a symbolic link"
+        elif meta_file.stat().st_size > META_LIMIT:
+            problem = "has an oversized meta.json"
+        else:
+            meta = json.loads(meta_file.read_text())
+            problem = meta_problem(meta, digest, tokenizer, size) or tokens_problem(meta, token_file, source)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        print(f"the corpus cache {directory} is unreadable: preparing it again", file=sys.stderr)
-        return None
-    if not (whole and ours):
-        print(f"the corpus cache {directory} is {'not this corpus' if whole else 'incomplete'}: preparing it again", file=sys.stderr)
+    except (OSError, ValueError):
+        problem = "is unreadable"
+    if problem:
+        print(f"the corpus cache {directory} {problem}: preparing it again", file=sys.stderr)
         return None
     return meta
+
+
+def meta_problem(meta, digest: str, tokenizer: str, size: int) -> str | None:
+    """What is wrong with meta.json for this source, or None."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
+        return "is unreadable"
+    if (meta.get("format"), meta.get("sha256"), meta.get("tokenizer")) != (CACHE_FORMAT, digest, tokenizer):
+        return "is not this corpus"
+    n_tokens, vocab, dtype = meta.get("n_tokens"), meta.get("vocab"), meta.get("dtype")
+    if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or not 1 <= n_tokens <= size:
+        return "has an impossible token count"  # a token is at least one byte of the source
+    if tokenizer == "byte":
+        return None if (vocab, dtype, n_tokens) == (None, "uint8", size) else "is not a byte-level entry"
+    if not isinstance(vocab, str) or not 2 <= len(vocab) <= n_tokens or list(vocab) != sorted(set(vocab)):
+        return "has an impossible vocabulary"
+    return None if dtype == token_dtype(len(vocab)) else "has the wrong token type"
+
+
+def tokens_problem(meta: dict, token_file: Path, source: Path) -> str | None:
+    """What is wrong with tokens.bin for meta, or None: its size; for characters, every token
+    below the vocabulary size, each symbol used, and the first tokens spelling the source's start."""
+    if token_file.stat().st_size != meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize:
+        return "is incomplete"
+    if meta["vocab"] is None:
+        return None  # bytes: every value of a uint8 is a token
+    vocab = meta["vocab"]
+    tokens, used = np.memmap(token_file, dtype=meta["dtype"], mode="r"), np.zeros(len(vocab), dtype=bool)
+    for start in range(0, len(tokens), CHUNK_TOKENS):
+        counts = np.bincount(tokens[start : start + CHUNK_TOKENS], minlength=len(vocab))
+        if len(counts) > len(vocab):
+            return "holds tokens beyond its vocabulary"
+        used |= counts > 0
+    if not used.all():
+        return "has symbols its tokens never use"
+    with open(source, "rb") as f:
+        start = f.read(4 * PREFIX_TOKENS).decode("utf-8", errors="ignore")
+    prefix = "".join(vocab[i] for i in tokens[:PREFIX_TOKENS])
+    return None if start.startswith(prefix) else "does not spell the source"
 
 
 def token_dtype(vocab_size: int) -> str:
@@ -184,21 +232,26 @@ def build_cache(source: Path, directory: Path, tokenizer: str, size: int, digest
     meta.json is complete."""
     # On stdout, as the run's other progress: stderr keeps to the one line of an error.
     print(f"preparing {source} ({size:,} bytes) into {directory}: once per corpus", flush=True)
+    for name in ("tokens.bin", "meta.json"):  # links found there (read_meta refused them) go; their targets stay
+        if (directory / name).is_symlink():
+            (directory / name).unlink()
     if tokenizer == "byte":
         vocab, dtype = None, "uint8"
     else:
         vocab = char_vocabulary(source, size)
         dtype = token_dtype(len(vocab))
-    tmp = directory / "tokens.bin.partial"
+    tmp = None
     try:
-        with open(tmp, "wb") as out:
+        fd, tmp = create_fresh(directory, "tokens.bin")  # a fresh name: a planted link is never followed
+        with os.fdopen(fd, "wb") as out:
             n_tokens = write_tokens(source, out, vocab, dtype, size)
         os.replace(tmp, directory / "tokens.bin")
     except OSError as exc:
         raise UserError(f"cannot write the prepared corpus to {directory}: {os_reason(exc)}; set data.cache_dir") from None
     finally:  # a full disk, a bad byte or Ctrl-C part way: no half-written file stays behind
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     meta = {
         "format": CACHE_FORMAT, "source": str(source.resolve()), "size": size, "sha256": digest,
         "tokenizer": tokenizer, "vocab": vocab, "dtype": dtype, "n_tokens": n_tokens, "splits": {},

@@ -1,14 +1,12 @@
-"""Load a shakegpt checkpoint safely and stream text from it."""
+"""Stream text from a model: the newest checkpoint, the device, the samples written out."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 import torch
 
-from shakegpt.bookkeeping.checkpoints import read_checkpoint
 from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int
 from shakegpt.common.errors import UserError
 from shakegpt.models.base import LanguageModel
@@ -22,22 +20,6 @@ def newest_checkpoint(roots=RUN_ROOTS) -> Path:
     if not found:
         raise UserError(f"no checkpoint found under {' or '.join(roots)}/: train a model first, or pass ckpt=<path>")
     return max(found, key=lambda p: p.stat().st_mtime)
-
-
-def load_model(path: str | Path) -> LanguageModel:
-    """Rebuild a model from a checkpoint alone (its vocabulary and config are inside)."""
-    checkpoint = read_checkpoint(path)
-    model_class_path = checkpoint["shakegpt"]["model_class"]
-    module_name, _, class_name = model_class_path.rpartition(".")
-    if not module_name.startswith("shakegpt.models."):
-        raise UserError(f"{path} names a model class outside shakegpt: {model_class_path}")
-    model_class = getattr(importlib.import_module(module_name), class_name)
-    # Checkpoints from before the optimizer config group hold lr, weight_decay and betas as
-    # top-level hyperparameters; sampling needs none of them.
-    architecture = {k: v for k, v in checkpoint["hyper_parameters"].items() if k not in ("lr", "weight_decay", "betas")}
-    model = model_class(**architecture)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
 
 
 def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num_samples) -> None:

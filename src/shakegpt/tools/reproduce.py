@@ -232,7 +232,8 @@ def samples_page(rows: dict[str, dict]) -> str:
     """A fixed-length, fixed-seed sample from each version's best checkpoint (first seed)."""
     import io
 
-    from shakegpt.sampling.generate import load_model, write_samples
+    from shakegpt.bookkeeping.checkpoints import load_model
+    from shakegpt.sampling.generate import write_samples
 
     lines = [
         "# A sample from each version",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -27,6 +29,16 @@ class Checkpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return super().state_key
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        if not isinstance(state_dict, dict) or state_dict.get("dirpath") != self.dirpath:
+            return  # another directory's record (a run resumed from elsewhere): none of it applies here
+        # Lightning deletes a superseded best checkpoint by the path this record holds: a
+        # record read from a file must name only files of this run's checkpoint directory.
+        if not is_own_record(state_dict, self.dirpath):
+            log.warning("ignored the checkpoint's record of its best files: it names files outside %s", self.dirpath)
+            return
+        super().load_state_dict(state_dict)
+
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         # A run resumed from this file starts after this step: the curves logged up to it must
         # be on disk before the file is, or a kill loses them (TensorBoard buffers up to 2 min).
@@ -34,6 +46,23 @@ class Checkpoint(ModelCheckpoint):
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     logger.experiment.flush()
+
+
+CHECKPOINT_NAME = re.compile(r"[\w.=-]+\.ckpt")
+
+
+def is_own_record(state: dict, dirpath: str) -> bool:
+    """Whether a ModelCheckpoint record read from a file holds only what this callback writes:
+    paths of checkpoint files directly inside dirpath (or none) and scores as tensors."""
+    best_k = state.get("best_k_models", {})
+    paths = [state.get(key, "") for key in ("best_model_path", "kth_best_model_path", "last_model_path")]
+    scores = [state.get("best_model_score"), state.get("kth_value")]
+    if not isinstance(best_k, dict):
+        return False
+    return all(
+        path == "" or isinstance(path, str) and Path(path).parent == Path(dirpath) and CHECKPOINT_NAME.fullmatch(Path(path).name)
+        for path in [*paths, *best_k]
+    ) and all(score is None or isinstance(score, torch.Tensor) for score in [*scores, *best_k.values()])
 
 
 class PeriodicCheckpoint(Checkpoint):

@@ -10,8 +10,14 @@ import sys
 from pathlib import Path
 
 from shakegpt.bookkeeping.resume import with_resume_dir
+from shakegpt.common.atomic import create_fresh
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.training.interrupts import Interrupted, signals_interrupt
+
+
+def is_named_directory(args: list[str]) -> bool:
+    """Whether the command names its run (or sweep) directory, as resume=auto does for it."""
+    return output_root(args) not in (Path("outputs"), Path("multirun"))
 
 
 def output_root(args: list[str]) -> Path:
@@ -43,18 +49,33 @@ PROBE_BYTES = 64 * 1024
 
 def check_writable(directory: Path) -> None:
     """Fail before any work when the output directory cannot be created and written."""
-    probe = directory / f".write-test-{os.getpid()}"
+    tmp = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as f:
+        fd, tmp = create_fresh(directory, "write-test")
+        with os.fdopen(fd, "wb") as f:
             f.write(bytes(PROBE_BYTES))
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
         raise UserError(f"cannot write the output directory {directory}: {exc.strerror}") from None
     finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def refuse_links(directory: Path) -> None:
+    """A run or sweep directory may come from someone else. Hydra, TensorBoard and the
+    checkpoints write into it by fixed names, and some of them open a name as it is: a directory
+    holding any symbolic link is refused, so no write can follow one out of it."""
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            if (Path(root) / name).is_symlink():
+                raise UserError(
+                    f"{Path(root) / name} is a symbolic link, and a run directory holds only its own files: "
+                    "remove the link, or run in a new directory"
+                )
 
 
 # train.py's arguments as typed, for the line that tells how to continue an interrupted run; in
@@ -82,6 +103,8 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     os.environ[COMMAND_ENV] = shlex.join(argv[1:])
     check_writable(output_root(argv[1:]))
     argv = with_resume_dir(argv)
+    if is_named_directory(argv[1:]):
+        refuse_links(output_root(argv[1:]))
     rank = external_rank()
     if rank != 0:
         argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, read_checkpoint
+from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, check_resumable
 from shakegpt.bookkeeping.resume import last_checkpoint
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.atomic import WriteError, os_reason, write_json
@@ -168,7 +168,7 @@ def train(cfg: DictConfig) -> dict:
         "effective batch: %d processes (%d nodes) x %d = %d sequences of %d tokens per step",
         trainer.world_size, trainer.num_nodes, datamodule.batch_size, effective_batch, datamodule.block_size,
     )
-    ckpt_path, first_step = resume_from(cfg, out)
+    ckpt_path, first_step = resume_from(cfg, out, model)
     try:
         fit_seconds = fit(trainer, model, datamodule, ckpt_path)
         return summarise(cfg, trainer, datamodule, checkpoint, logger, out, lr, fit_seconds, first_step)
@@ -285,10 +285,10 @@ def needed_callback(callbacks: list, name: str, kind: type, why: str):
     return found[0]
 
 
-def resume_from(cfg: DictConfig, out: Path) -> tuple[str | None, int]:
+def resume_from(cfg: DictConfig, out: Path, model) -> tuple[str | None, int]:
     """(checkpoint, its step) this run continues from: with resume=auto this directory's
     last.ckpt (train.py pointed the run at the newest unfinished run of the same command), else
-    ckpt_path; (None, 0) for a fresh start."""
+    ckpt_path; (None, 0) for a fresh start. The file must hold this very model."""
     if cfg.resume == "auto" and last_checkpoint(out).is_file():
         path = last_checkpoint(out)
     elif cfg.ckpt_path is not None:
@@ -297,7 +297,7 @@ def resume_from(cfg: DictConfig, out: Path) -> tuple[str | None, int]:
         if cfg.resume == "auto":
             log.info("resume=auto: no unfinished run of this command with a checkpoint; starting fresh")
         return None, 0
-    step = read_checkpoint(path)["global_step"]  # refuses unsafe, corrupted and foreign files
+    step = check_resumable(path, model)  # refuses unsafe, corrupted, foreign and other models' files
     if step >= cfg.trainer.max_steps:
         raise UserError(f"{path} is at step {step}, trainer.max_steps={cfg.trainer.max_steps}: raise max_steps to train on")
     log.info("resuming from %s at step %d", path, step)
