@@ -245,3 +245,18 @@ def test_a_crafted_study_s_orphaned_trials_are_never_run(tmp_path, victim):
         assert f"trial {number} is not run again" in result.stderr + result.stdout
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.isdigit()) == ["3"]
     assert victim.read_text() == "untouched"
+
+
+@pytest.mark.parametrize("content", ["[unclosed", "{a: 1}", "- [1, 2]"])
+def test_malformed_saved_overrides_are_passed_over_by_resume_and_one_line_for_report(tmp_path, trained_run, content):
+    from shakegpt.bookkeeping.resume import find_unfinished_run
+
+    run_dir = tmp_path / "outputs" / "2026-01-01" / "00-00-00-v6"
+    shutil.copytree(trained_run, run_dir)
+    (run_dir / "status.json").write_text('{"state": "interrupted"}')
+    (run_dir / ".hydra" / "overrides.yaml").write_text(content)
+    assert find_unfinished_run(["model=v6"], tmp_path / "outputs") is None
+    code, stderr, _ = run_cli("report.py", str(run_dir))
+    assert code == 2 and stderr == (
+        f"error: {run_dir / '.hydra' / 'overrides.yaml'} is not a list of overrides Hydra wrote; the run directory is damaged\n"
+    )

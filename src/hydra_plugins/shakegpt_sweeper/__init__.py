@@ -15,9 +15,8 @@ from typing import Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
 
-from shakegpt.bookkeeping.resume import config_overrides
+from shakegpt.bookkeeping.resume import config_overrides, load_plain
 from shakegpt.bookkeeping.status import read_json_object, read_status
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,11 @@ class SkipFinishedJobs:
         recorded = job_dir / ".hydra" / "overrides.yaml"
         if read_status(job_dir).get("state") != "finished" or not recorded.is_file():
             return None
-        if config_overrides(OmegaConf.load(recorded)) != config_overrides(overrides):
+        try:
+            found = load_plain(recorded)
+        except Exception:  # a damaged record: the job runs again
+            return None
+        if not isinstance(found, list) or config_overrides(map(str, found)) != config_overrides(overrides):
             return None
         metrics = read_json_object(job_dir / "metrics.json")
         if not isinstance(metrics.get("best_val_loss"), (int, float)):

@@ -116,11 +116,22 @@ def load_run(path: str | Path) -> Run:
     config_file = path / ".hydra" / "config.yaml"
     if not config_file.is_file():
         raise UserError(f"{path} is not a shakegpt run directory (no .hydra/config.yaml)")
-    config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+    config = read_yaml(config_file, dict)
     overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+    overrides = read_yaml(overrides_file, list) if overrides_file.is_file() else []
     scalars, samples = read_events(path)
     return Run(path, config, overrides, read_status(path), scalars, samples, read_metrics(path))
+
+
+def read_yaml(path: Path, kind: type):
+    """A run's saved config (dict) or overrides (list of strings), or one line saying it is not."""
+    try:
+        found = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception:  # YAML's and OmegaConf's errors share no base
+        found = None
+    if not isinstance(found, kind) or kind is list and not all(isinstance(o, str) for o in found):
+        raise UserError(f"{path} is not a {'config' if kind is dict else 'list of overrides'} Hydra wrote; the run directory is damaged")
+    return found
 
 
 def read_metrics(path: Path) -> dict:

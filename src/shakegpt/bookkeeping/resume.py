@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -16,6 +17,10 @@ RUN_ROOT, SWEEP_ROOT = Path("outputs"), Path("multirun")
 NOT_CONFIG = ("resume=", "ckpt_path=", "hydra.", "+hydra.", "hydra/", "threads=", "-")
 
 
+def load_plain(path: Path):
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
 def config_overrides(overrides) -> list[str]:
     return sorted(o for o in overrides if not o.startswith(NOT_CONFIG))
 
@@ -26,13 +31,21 @@ def last_checkpoint(run_dir: Path) -> Path:
 
 def newest_unfinished(candidates, read_overrides, overrides: list[str], age) -> Path | None:
     """Of (directory, file recording its overrides) pairs, the directory not finished, launched
-    with the same config overrides, that age() says is newest."""
+    with the same config overrides, that age() says is newest. A directory whose record cannot
+    be read is passed over with a warning line."""
     wanted = config_overrides(overrides)
-    same = [
-        directory
-        for directory, recorded in candidates
-        if read_status(directory).get("state") != "finished" and config_overrides(read_overrides(recorded)) == wanted
-    ]
+    same = []
+    for directory, recorded in candidates:
+        if read_status(directory).get("state") == "finished":
+            continue
+        try:
+            found = read_overrides(recorded)
+        except Exception:  # YAML's and OmegaConf's errors share no base
+            found = None
+        if not isinstance(found, list) or not all(isinstance(o, str) for o in found):
+            print(f"warning: resume=auto passes over {directory}: {recorded} is not a list of overrides", file=sys.stderr)
+        elif config_overrides(found) == wanted:
+            same.append(directory)
     return max(same, key=age, default=None)
 
 
@@ -44,14 +57,14 @@ def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | N
         for run in runs
         if last_checkpoint(run).is_file() and (run / ".hydra" / "overrides.yaml").is_file()
     )
-    return newest_unfinished(candidates, OmegaConf.load, overrides, age=lambda run: last_checkpoint(run).stat().st_mtime)
+    return newest_unfinished(candidates, load_plain, overrides, age=lambda run: last_checkpoint(run).stat().st_mtime)
 
 
 def find_unfinished_sweep(overrides: list[str], root: Path = SWEEP_ROOT) -> Path | None:
     """The sweep of these overrides under root that did not end, newest first."""
     candidates = ((saved.parent, saved) for saved in root.glob("*/*/multirun.yaml"))
     return newest_unfinished(
-        candidates, lambda saved: OmegaConf.load(saved).hydra.overrides.task, overrides,
+        candidates, lambda saved: load_plain(saved)["hydra"]["overrides"]["task"], overrides,
         age=lambda sweep: (sweep / "multirun.yaml").stat().st_mtime,
     )
 
