@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU path needs checked, in one command on a lent GPU machine (its own torch
 # with CUDA; hydra, omegaconf, optuna and the launchers carried as wheels in .whl/):
-#   v7's row and nanoGPT's config (python -m shakegpt.tools.gpu_race -> docs/gpu_race.md),
+#   v7's rows, the video's code and the repository's, and nanoGPT's config (python -m
+#   shakegpt.tools.gpu_race -> docs/gpu_race.md and docs/records/gpu_v7*.json, about 7 minutes),
 #   a small compiled bf16 checkpoint to sample on a CPU afterwards, the GPU-only tests
 #   (pytest -m gpu) and then the whole suite, in what time is left of BUDGET seconds.
 # Results go to $OUT (default out/gpu): docs/gpu_race.md, the runs without their checkpoints,
@@ -9,7 +10,7 @@
 # returns what it did.
 set -u
 OUT=${OUT:-out/gpu}
-BUDGET=${BUDGET:-570}
+BUDGET=${BUDGET:-590}
 LOGS=$(mktemp -d)
 mkdir -p "$OUT"
 if [ -d .whl ]; then
@@ -29,8 +30,9 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
   tar czf "$OUT/logs.tgz" -C "$LOGS" .
 }
 
-step gpu_race 330 python3 -m shakegpt.tools.gpu_race
+step gpu_race 450 python3 -m shakegpt.tools.gpu_race
 cp docs/gpu_race.md "$OUT/" 2>/dev/null
+cp -r docs/records "$OUT/" 2>/dev/null
 
 step small_ckpt 80 python3 train.py trainer=gpu model=v7 model.n_embd=32 model.n_head=4 model.n_layer=2 \
   data.block_size=32 data.batch_size=32 trainer.max_steps=300 trainer.val_check_interval=100 data.eval_iters=20 \

@@ -34,11 +34,11 @@ VOCAB = "".join(sorted(set(DEFAULT_PROMPT + string.ascii_letters + " .,;:!?'\n")
 TEXT = "O Romeo,"  # exactly the tiny models' block of 8
 
 
-def tiny(version: str):
+def tiny(version: str, *more: str):
     """version's model as conf/model builds it, 16 wide, 2 heads, 2 layers, a block of 8, in eval mode."""
     if version == "bigram":
         return Bigram(vocab=VOCAB, block_size=8).eval()
-    overrides = [f"model={version}", "model.n_embd=16", "model.n_head=2", "data.block_size=8"]
+    overrides = [f"model={version}", "model.n_embd=16", "model.n_head=2", "data.block_size=8", *more]
     if version not in ONE_LAYER:
         overrides.append("model.n_layer=2")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -73,18 +73,35 @@ def test_each_row_sums_to_one_and_nothing_is_taken_from_the_future(version):
         assert torch.all(weights.triu(diagonal=1) == 0)
 
 
+@pytest.mark.parametrize("scale", ["n_embd", "head_size"])
 @pytest.mark.parametrize("version", ["v2", "v3"])
-def test_maps_are_softmax_of_q_k_computed_by_hand_from_the_weights(version):
-    model = tiny(version)
+def test_maps_are_softmax_of_q_k_computed_by_hand_from_the_weights(version, scale):
+    """The video's scores are q . k / sqrt(n_embd); model.attention_scale=head_size divides by sqrt(head_size)."""
+    model = tiny(version, f"model.attention_scale={scale}")
     idx = torch.tensor(model.vocab.encode(TEXT))
     x = model.token_embedding.weight[idx] + model.position_embedding.weight[:8]  # (T, C)
     W = model.body.qkv.weight.detach()  # (3 * nh * hs, C): all queries, then keys, then values, head by head
     nh, hs = model.n_head, model.head_size
+    divisor = {"n_embd": 16, "head_size": hs}[scale] ** 0.5
     _, (maps,) = attention_maps(model, TEXT)
     for h in range(nh):
         q = x @ W[h * hs : (h + 1) * hs].T  # (T, hs)
         k = x @ W[(nh + h) * hs : (nh + h + 1) * hs].T
-        torch.testing.assert_close(maps[h], causal_softmax(q @ k.T / hs**0.5).detach())
+        torch.testing.assert_close(maps[h], causal_softmax(q @ k.T / divisor).detach())
+
+
+@pytest.mark.parametrize("scale", ["n_embd", "head_size"])
+@pytest.mark.parametrize("version", ["v2", "v6", "v7", "v8", "v10", "v12"])
+def test_the_recorded_weights_are_the_ones_the_forward_pass_uses(version, scale):
+    """Recording swaps the fused kernel for the step-by-step softmax: the logits stay the same,
+    so the maps (the command's and TensorBoard's) are the weights the model really uses."""
+    model = tiny(version, f"model.attention_scale={scale}")
+    idx = torch.tensor([model.vocab.encode(TEXT)])
+    with torch.no_grad():
+        fused = model(idx)
+        with recording_attention(model):
+            recorded = model(idx)
+    torch.testing.assert_close(recorded, fused)
 
 
 @pytest.mark.parametrize("version", ["v8", "v10"])

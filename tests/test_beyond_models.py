@@ -17,12 +17,13 @@ from shakegpt.tools.model_diff import describe
 from tests.helpers import loss_before_and_after
 from tests.test_models import HS, C, H, L, P, T, added_parameters, layer_norm, per_block, small, step
 
-SIZES = {"n_embd": C, "n_head": H, "n_layer": L, "dropout": P}
+# As their configs build them: the repository's attention scale and initialisation (v7 too, as beyond compares it)
+SIZES = {"n_embd": C, "n_head": H, "n_layer": L, "dropout": P, "attention_scale": "head_size", "init": "normal"}
 RMS = describe(nn.RMSNorm(C))  # its wording changes with the torch release
 
 
 def attention(kind: str) -> str:
-    return f"{kind}(n_head={H}, head_size={HS}, dropout={P})"
+    return f"{kind}(n_head={H}, head_size={HS}, dropout={P}, scale={HS**-0.5:.4g})"
 
 
 def test_v8_turns_the_position_table_into_a_rotation_of_q_and_k():

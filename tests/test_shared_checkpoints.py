@@ -70,7 +70,7 @@ FUNCTIONS = [
     # hydra's instantiate, imported into models/base.py: it would call what the settings name
     ("shakegpt.models.base.instantiate", {"config": "writes"}),
     ("shakegpt.models.base.instantiate", {"config": "starts_a_process"}),
-    ("shakegpt.models.v7.init_weights", {}),  # a function of a model module
+    ("shakegpt.models.v2.init_weights", {}),  # a function of a model module
     ("shakegpt.models.base.LanguageModel", {}),  # the base class, not a version
     ("shakegpt.models.v2.CausalSelfAttention", {}),  # a module, not a model
     ("shakegpt.models.v2.check_used", {}),
@@ -220,3 +220,13 @@ def test_a_resumed_run_deletes_no_file_its_checkpoint_s_record_names(tmp_path, t
     code, stderr, _ = run_cli("train.py", "model=v6", "resume=auto", f"hydra.run.dir={run_dir}", *TINY[1:], "trainer.max_steps=40")
     assert code == 0, stderr
     assert canary.read_text() == "untouched"
+
+
+def test_checkpoints_from_before_the_attention_scale_setting_keep_the_head_size_scale_they_trained_with(tmp_path, trained_run):
+    """Format 1 files (before model.attention_scale) scaled scores by head_size**-0.5; files
+    written now record the setting itself."""
+    assert load_model(DATA / "v2_fb81f8b.ckpt").body.scale == 16**-0.5  # one head of 16 in a 32-wide model
+    assert load_model(DATA / "h200_compiled_bf16.ckpt").body[0].sa.scale == 8**-0.5  # 4 heads of 8
+    checkpoint = read_checkpoint(trained_run / "checkpoints" / "best.ckpt")
+    assert checkpoint["shakegpt"]["format"] == 2 and checkpoint["hyper_parameters"]["attention_scale"] == "n_embd"
+    assert load_model(trained_run / "checkpoints" / "best.ckpt").body[0].sa.scale == 32**-0.5

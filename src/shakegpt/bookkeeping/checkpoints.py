@@ -106,6 +106,8 @@ def model_settings(checkpoint: dict, path: Path) -> tuple[type[LanguageModel], d
         if not fits(value, hint):
             raise UserError(f"refused to load {path}: its setting {name}={shown(value)} is not {type_words(hint)}")
         settings[name] = value
+    if checkpoint["shakegpt"].get("format", 1) == 1 and "attention_scale" in accepted:
+        settings.setdefault("attention_scale", "head_size")  # files from before the setting scaled by head size
     missing = [name for name, (_, required) in accepted.items() if required and name not in settings]
     if missing:
         raise UserError(f"{path} lacks the setting(s) {', '.join(missing)} that {version_name(cls)} needs")

@@ -149,7 +149,8 @@ class LanguageModel(L.LightningModule):
         # What sample.py needs to rebuild the model from the file alone (the vocabulary and the
         # architecture are in hyper_parameters), and the global RNG that dropout draws from,
         # which Lightning does not save: a resumed run then continues exactly.
-        checkpoint["shakegpt"] = {"format": 1, "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}
+        # format 2: attention_scale and init are settings (format 1 files scaled by head size).
+        checkpoint["shakegpt"] = {"format": 2, "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()

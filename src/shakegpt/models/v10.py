@@ -15,8 +15,8 @@ from shakegpt.models.v8 import RotaryAttention
 
 
 class QKNormAttention(RotaryAttention):
-    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float, block_size: int):
-        super().__init__(n_embd, n_head, head_size, dropout, block_size)
+    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float, block_size: int, scale: float | None = None):
+        super().__init__(n_embd, n_head, head_size, dropout, block_size, scale)
         self.q_norm = nn.RMSNorm(head_size)
         self.k_norm = nn.RMSNorm(head_size)
 
@@ -27,4 +27,4 @@ class QKNormAttention(RotaryAttention):
 
 class V10(v9.V9):
     def make_attention(self) -> nn.Module:
-        return QKNormAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size)
+        return QKNormAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size, self.attention_scale)

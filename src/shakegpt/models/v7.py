@@ -1,7 +1,9 @@
 """v7: dropout, so the model can be scaled up (6 layers of 384) without overfitting.
 
-Dropout on the attention weights and on both residual branches, and the lecture's final
-weight initialisation (normal, std 0.02).
+Dropout on the attention weights and on both residual branches. As in the video, the weights keep
+PyTorch's default initialisation and attention scores are scaled by n_embd**-0.5; the lecture's
+repository later changed both (model.init=normal, model.attention_scale=head_size: see v2.py,
+and the guide's section on the two fixes, which measures what each does at v7's shape).
 
 The whole model in one view, in the order forward runs it (C = n_embd; on the right, the
 version that added each part):
@@ -14,9 +16,11 @@ version that added each part):
     logits = lm_head(ln_f(x))                     # (B, T, vocab)         lm_head v2; ln_f v6
 
 sa: causal self-attention, n_head heads of head_size = C / n_head from one bias-free qkv Linear;
-softmax(q k^T / sqrt(head_size)) over the current and earlier positions, dropout on those
-weights (v7), times v. ffwd: Linear(C, 4C), ReLU, Linear(4C, C) (v3_ff's was Linear(C, C), ReLU).
-Weights normal(0, 0.02), biases 0 (v7). `python -m shakegpt.tools.model_diff v7` lists every module
+softmax(q k^T / sqrt(C)) over the current and earlier positions (/ sqrt(head_size) with
+attention_scale=head_size), dropout on those weights (v7), times v. ffwd: Linear(C, 4C), ReLU,
+Linear(4C, C) (v3_ff's was Linear(C, C), ReLU). Weights as PyTorch initialises them (embeddings
+normal(0, 1), Linear uniform within 1/sqrt(fan_in)); normal(0, 0.02) and biases 0 with init=normal.
+`python -m shakegpt.tools.model_diff v7` lists every module
 at the sizes of conf/model/v7.yaml; tests/test_models.py checks this forward pass.
 """
 
@@ -40,19 +44,9 @@ class Block(v6.Block):
 class V7(v6.V6):
     HAS_DROPOUT = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.apply(init_weights)
-
     def make_attention(self) -> nn.Module:  # dropout on the attention weights too
-        return CausalSelfAttention(self.n_embd, self.n_head, self.head_size, self.dropout)
+        return CausalSelfAttention(self.n_embd, self.n_head, self.head_size, self.dropout, scale=self.attention_scale)
 
     def make_block(self) -> nn.Module:
         return Block(self.make_attention(), self.make_ffwd(), self.n_embd, self.dropout)
 
-
-def init_weights(module: nn.Module) -> None:
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)

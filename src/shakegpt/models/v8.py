@@ -43,8 +43,8 @@ class Rotary(nn.Module):
 
 
 class RotaryAttention(CausalSelfAttention):
-    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float, block_size: int):
-        super().__init__(n_embd, n_head, head_size, dropout)
+    def __init__(self, n_embd: int, n_head: int, head_size: int, dropout: float, block_size: int, scale: float | None = None):
+        super().__init__(n_embd, n_head, head_size, dropout, scale)
         self.rotary = Rotary(head_size, block_size)
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
@@ -60,7 +60,7 @@ class V8(v7.V7):
         del self.position_embedding  # positions now enter through the rotation of q and k
 
     def make_attention(self) -> nn.Module:
-        return RotaryAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size)
+        return RotaryAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size, self.attention_scale)
 
     def forward(self, idx):  # (B, T) -> (B, T, vocab)
         return self.lm_head(self.ln_f(self.body(self.token_embedding(idx))))

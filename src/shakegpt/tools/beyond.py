@@ -36,9 +36,11 @@ SHAPE = [
     "scheduler=cosine", "scheduler.warmup_steps=50", "scheduler.min_lr_ratio=0.1",
 ]
 ADAMW = ["optimizer=adamw"]  # weight decay on 2-D weights only, as nanoGPT
+# v7 as the lecture's repository has it, the settings v8..v12 keep (their configs say so)
+REPOSITORY = ["model.attention_scale=head_size", "model.init=normal"]
 # name: (version, its overrides, the one change, the row it is compared with)
 ROWS = {
-    "v7": ("v7", ADAMW, "the lecture's last version (its dropout off at this size)", None),
+    "v7": ("v7", [*ADAMW, *REPOSITORY], "the lecture's last version as its repository has it (dropout off at this size)", None),
     "v8": ("v8", ADAMW, "rotary position embeddings instead of the learned table", "v7"),
     "v9": ("v9", ADAMW, "SwiGLU feed-forward instead of ReLU", "v8"),
     "v10": ("v10", ADAMW, "QK-norm: RMSNorm on each head's q and k", "v9"),

@@ -87,10 +87,11 @@ def verdict(version: str, measured: float) -> str:
     return "yes" if measured <= lecture + TOLERANCE else f"**no** (+{measured - lecture:.4f})"
 
 
-def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int, gpu_run: dict | None = None) -> str:
+def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int, gpu_runs: dict[str, dict | None]) -> str:
     seeds = next(iter(rows.values()))["seeds"] if rows else []
-    lines = [*table_intro(seeds, jobs), *(version_row(v, row) for v, row in rows.items()), v7_row(gpu_run)]
-    lines += table_notes(v7_check, gpu_run)
+    lines = [*table_intro(seeds, jobs), *(version_row(v, row) for v, row in rows.items())]
+    lines += [v7_row(name, record) for name, record in gpu_runs.items()]
+    lines += table_notes(v7_check, gpu_runs)
     lines += ["", "Commands (one per seed)", ""]
     lines += [f"- {v}: `{m['command']}`" for v, row in rows.items() for m in row["runs"]]
     return "\n".join(lines) + "\n"
@@ -113,7 +114,12 @@ def table_intro(seeds: list[int], jobs: int) -> list[str]:
         "v7's throughput on this CPU: [bench.md](bench.md) (`python -m shakegpt.tools.bench`). A CPU recipe that reaches",
         "nanoGPT's CPU loss in half its time, measured beside it: [cpu_race.md](cpu_race.md) (`python -m shakegpt.tools.cpu_race`).",
         "v7's full row needs a GPU: `python -m shakegpt.tools.gpu_race` runs it there, with nanoGPT's config beside it, and",
-        "writes their time to target loss, tokens/s and MFU to [gpu_race.md](gpu_race.md); v7's row below is that run's.",
+        "writes their time to target loss, tokens/s and MFU to [gpu_race.md](gpu_race.md); v7's rows below are its runs'.",
+        "",
+        "Every row runs the code as the video ran it (January 2023): attention scores times n_embd**-0.5 and",
+        "PyTorch's default initialisation (`model.attention_scale=n_embd model.init=pytorch`, the configs' defaults",
+        "for bigram..v7). The lecture's repository changed both weeks later; the guide's section on the two fixes",
+        "measures what each does ([video_fixes.md](video_fixes.md)), and v7's second row is the repository's code.",
         "",
         "| version | parameters | lecture val loss | measured val loss (mean ± sd) | per seed | measured train loss (mean) "
         "| reproduced | steps | wall time per run | device |",
@@ -132,33 +138,37 @@ def version_row(version: str, row: dict) -> str:
     )
 
 
-def gpu_v7_run(run_dir: Path) -> dict | None:
-    """The metrics of v7's full row as gpu_race left it in run_dir, if it ran there on a GPU."""
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
-        return None
-    metrics = json.loads(metrics_file.read_text())
-    if metrics.get("accelerator") != "cuda" or metrics.get("steps") != 5000:
-        return None
-    day = date.fromtimestamp(json.loads((run_dir / "status.json").read_text())["updated"]).isoformat()
-    return metrics | {"run_dir": run_dir, "date": day}
+# v7's full rows need a GPU: gpu_race writes each one's record here (metrics, curve, command,
+# device, date), committed with the docs, so this command on a CPU can show them.
+RECORDS = PROJECT_ROOT / "docs" / "records"
+V7_MODES = {  # record name: how the row names it
+    "v7": "v7, the video's code",
+    "v7_repository": "v7, the repository's code (`model.attention_scale=head_size model.init=normal`)",
+}
 
 
-def v7_row(gpu_run: dict | None) -> str:
+def gpu_v7_records(records: Path = RECORDS) -> dict[str, dict | None]:
+    """{record name: v7's full GPU row as gpu_race recorded it, or None where none was measured}."""
+    from shakegpt.bookkeeping.status import read_json_object
+
+    return {name: read_json_object(records / f"gpu_{name}.json") or None for name in V7_MODES}
+
+
+def v7_row(name: str, record: dict | None) -> str:
     lecture = lecture_losses("v7")
-    head = f"| v7 | 10,788,929 | {lecture['val_loss']} (train {lecture['train_loss']}) "
-    if gpu_run is None:
+    head = f"| {V7_MODES[name]} | 10,788,929 | {lecture['val_loss']} (train {lecture['train_loss']}) "
+    if record is None:
         missing = "not measured yet"
         return head + f"| {missing} | {missing} | {missing} | {missing} | 5,000 | {missing} | needs a GPU |"
-    val = gpu_run["final_val_loss"]
+    val = record["final_val_loss"]
     return head + (
-        f"| {val:.4f} (one run) | {val:.4f} (best {gpu_run['best_val_loss']:.4f}) | {gpu_run['final_train_loss']:.4f} "
-        f"| {verdict('v7', val)} | {gpu_run['steps']:,} | {gpu_run['fit_seconds']:.0f} s "
-        f"| {gpu_run['device']}, {gpu_run['date']} |"
+        f"| {val:.4f} (one run) | {val:.4f} (best {record['best_val_loss']:.4f}) | {record['final_train_loss']:.4f} "
+        f"| {verdict('v7', val)} | {record['steps']:,} | {record['fit_seconds']:.0f} s "
+        f"| {record['device']}, {record['date']} |"
     )
 
 
-def table_notes(v7_check: dict | None, gpu_run: dict | None = None) -> list[str]:
+def table_notes(v7_check: dict | None, gpu_runs: dict[str, dict | None]) -> list[str]:
     lines = [
         "",
         "Notes",
@@ -176,12 +186,16 @@ def table_notes(v7_check: dict | None, gpu_run: dict | None = None) -> list[str]
             f"{v7_check['final_val_loss']:.4f} at step {v7_check['steps']} "
             f"({v7_check['fit_seconds']:.0f} s, {v7_check['device']}). Its full row needs a GPU."
         )
-    if gpu_run is not None:
-        lines.append(
-            f"- v7's row is one run on a GPU (`python -m shakegpt.tools.gpu_race`, `{display_path(gpu_run['run_dir'])}`), "
-            "not a mean of seeds; its\n  best checkpoint's loss over the whole validation split is in gpu_race.md."
-        )
+    for name, record in gpu_runs.items():
+        if record is not None:
+            lines.append(f"- {V7_MODES[name]}: one run on a GPU, not a mean of seeds: `{record['command']}` "
+                         f"(`python -m shakegpt.tools.gpu_race`, recorded in `docs/records/gpu_{name}.json`); its best "
+                         f"checkpoint's loss over the whole validation split is {record['full_val']:.4f}.")
     return lines
+
+
+def recorded_curve(record: dict) -> dict[int, float]:
+    return {int(step): loss for step, loss in record["curve"].items()}
 
 
 def val_curve(run_dir: Path) -> dict[int, float]:
@@ -191,11 +205,12 @@ def val_curve(run_dir: Path) -> dict[int, float]:
     return {step + 1: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
 
 
-def progression_figure(rows: dict[str, dict], path: Path, gpu_run: dict | None = None) -> None:
+def progression_figure(rows: dict[str, dict], path: Path, gpu_runs: dict[str, dict | None]) -> None:
     """Every version's validation curve (mean over seeds, band from min to max) on one figure,
-    the lecture's final figure marked beside each. v7 joins when its full row is measured."""
-    if gpu_run is not None:
-        rows = rows | {"v7": {"runs": [gpu_run], "val_mean": gpu_run["final_val_loss"]}}
+    the lecture's final figure marked beside each. v7 joins with each full row measured."""
+    gpu = {name: record for name, record in gpu_runs.items() if record is not None}
+    rows = rows | {f"{name}, one run on {record['device']}": {"runs": [record], "val_mean": record["final_val_loss"]}
+                   for name, record in gpu.items()}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,21 +218,20 @@ def progression_figure(rows: dict[str, dict], path: Path, gpu_run: dict | None =
 
     fig, ax = plt.subplots(figsize=(10, 6))
     for version, row in rows.items():
-        curves = [val_curve(m["run_dir"]) for m in row["runs"]]
+        curves = [recorded_curve(m) if "curve" in m else val_curve(m["run_dir"]) for m in row["runs"]]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         values = [[c[s] for c in curves] for s in steps]
         mean = [statistics.mean(v) for v in values]
         (line,) = ax.plot(steps, mean, label=f"{version} ({row['val_mean']:.3f})")
         ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.15)
-        lecture = lecture_losses(version)["val_loss"]
+        lecture = lecture_losses("v7" if version.startswith("v7") else version)["val_loss"]
         if lecture is not None:
             ax.plot([steps[-1]], [lecture], marker="*", markersize=13, color=line.get_color(), markeredgecolor="black")
     ax.plot([], [], "k*", markersize=11, linestyle="none", label="the lecture's final val loss")
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
-    ax.set_ylim(1.9 if gpu_run is None else 1.3, 3.5)
-    ax.set_title("The lecture's models on Tiny Shakespeare: validation loss, mean of seeds (band: min to max)"
-                 + ("" if gpu_run is None else f"; v7: one run on {gpu_run['device']}"), fontsize=10)
+    ax.set_ylim(1.3 if gpu else 1.9, 3.5)
+    ax.set_title("The lecture's models as the video ran them: validation loss, mean of seeds (band: min to max)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
     fig.tight_layout()
@@ -277,8 +291,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="rewrite the docs from the runs already there")
     parser.add_argument("--skip-v7", action="store_true", help="skip v7's short CPU check")
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "reproduce")
-    parser.add_argument("--v7-run", type=Path, default=PROJECT_ROOT / "runs" / "gpu_race" / "v7",
-                        help="v7's full row: the run gpu_race made on a GPU, read when it is there")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "results.md")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (e.g. for a quick check)")
     return parser
@@ -293,11 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_v7:
         v7_check = run_version("v7", args.runs / "v7", V7_CPU_CHECK + args.overrides, train=not args.no_train)
         v7_check["first_step"], v7_check["first_val_loss"] = first_val_loss(args.runs / "v7")
-    gpu_run = gpu_v7_run(args.v7_run)
-    table = results_table(rows, v7_check, args.jobs, gpu_run)
+    gpu_runs = gpu_v7_records()
+    table = results_table(rows, v7_check, args.jobs, gpu_runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, table)
-    progression_figure(rows, args.out.parent / "progression.png", gpu_run)
+    progression_figure(rows, args.out.parent / "progression.png", gpu_runs)
     write_text(args.out.parent / "samples.md", samples_page(rows))
     print(table)
 
