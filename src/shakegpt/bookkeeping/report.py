@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from shakegpt.bookkeeping.resume import is_override_list, load_plain
 from shakegpt.bookkeeping.status import read_json_object, read_status
 from shakegpt.common.atomic import save_figure, write_text
 from shakegpt.common.config import flatten
@@ -126,10 +127,10 @@ def load_run(path: str | Path) -> Run:
 def read_yaml(path: Path, kind: type):
     """A run's saved config (dict) or overrides (list of strings), or one line saying it is not."""
     try:
-        found = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        found = load_plain(path)
     except Exception:  # YAML's and OmegaConf's errors share no base
         found = None
-    if not isinstance(found, kind) or kind is list and not all(isinstance(o, str) for o in found):
+    if not isinstance(found, kind) or kind is list and not is_override_list(found):
         raise UserError(f"{path} is not a {'config' if kind is dict else 'list of overrides'} Hydra wrote; the run directory is damaged")
     return found
 

@@ -21,6 +21,11 @@ def load_plain(path: Path):
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
+def is_override_list(found) -> bool:
+    """Whether a saved overrides.yaml read as what Hydra writes: a list of strings."""
+    return isinstance(found, list) and all(isinstance(o, str) for o in found)
+
+
 def config_overrides(overrides) -> list[str]:
     return sorted(o for o in overrides if not o.startswith(NOT_CONFIG))
 
@@ -42,7 +47,7 @@ def newest_unfinished(candidates, read_overrides, overrides: list[str], age) -> 
             found = read_overrides(recorded)
         except Exception:  # YAML's and OmegaConf's errors share no base
             found = None
-        if not isinstance(found, list) or not all(isinstance(o, str) for o in found):
+        if not is_override_list(found):
             print(f"warning: resume=auto passes over {directory}: {recorded} is not a list of overrides", file=sys.stderr)
         elif config_overrides(found) == wanted:
             same.append(directory)
