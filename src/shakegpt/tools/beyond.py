@@ -16,7 +16,6 @@ import argparse
 import math
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from shakegpt.common.atomic import save_figure, write_text
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.evaluate import score_checkpoint
-from shakegpt.tools.reproduce import run_version, val_curve
+from shakegpt.tools.reproduce import run_in_parallel, run_version, val_curve
 
 # One shape and budget for every row: small enough that a run takes about two minutes on one
 # core here, large enough that the architecture matters (4 layers, 64-character windows).
@@ -73,9 +72,8 @@ def run_row(name: str, seed: int, runs: Path, overrides: list[str], train: bool)
 
 
 def run_all(names: list[str], seeds: list[int], args) -> dict[str, list[dict]]:
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {(n, s): pool.submit(run_row, n, s, args.runs, args.overrides, not args.no_train) for n in names for s in seeds}
-        return {n: [futures[n, s].result() for s in seeds] for n in names}
+    results = run_in_parallel(args.jobs, {(n, s): (run_row, n, s, args.runs, args.overrides, not args.no_train) for n in names for s in seeds})
+    return {n: [results[n, s] for s in seeds] for n in names}
 
 
 def row_line(name: str, runs: list[dict], results: dict[str, list[dict]]) -> str:

@@ -58,15 +58,22 @@ def summarise(seeds: list[int], per_seed: list[dict]) -> dict:
     }
 
 
+def run_in_parallel(jobs: int, calls: dict) -> dict:
+    """{key: fn(*args)} for calls = {key: (fn, *args)}, `jobs` at a time. A failed run or Ctrl-C
+    cancels the runs not started yet (a plain pool would start each of them in turn)."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {key: pool.submit(*call) for key, call in calls.items()}
+        return {key: future.result() for key, future in futures.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_all(versions, seeds, runs: Path, overrides, jobs: int, train: bool) -> dict[str, dict]:
     """Every (version, seed) run, `jobs` at a time: these tiny models use one core each."""
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            (v, s): pool.submit(run_version, v, runs / v / f"seed{s}", [f"seed={s}", *overrides], train)
-            for v in versions
-            for s in seeds
-        }
-        return {v: summarise(seeds, [futures[v, s].result() for s in seeds]) for v in versions}
+    calls = {(v, s): (run_version, v, runs / v / f"seed{s}", [f"seed={s}", *overrides], train) for v in versions for s in seeds}
+    results = run_in_parallel(jobs, calls)
+    return {v: summarise(seeds, [results[v, s] for s in seeds]) for v in versions}
 
 
 def display_path(path: Path) -> Path:
