@@ -8,7 +8,9 @@
 import argparse
 from pathlib import Path
 
-from shakegpt.bookkeeping.report import compare_report, is_sweep, load_run, run_report, write_sweep_summary
+from shakegpt.bookkeeping.report import compare_report, run_report
+from shakegpt.bookkeeping.runs import is_sweep, load_run
+from shakegpt.bookkeeping.sweep_summary import write_sweep_summary
 from shakegpt.common.errors import report_user_errors
 
 

@@ -8,7 +8,7 @@ import hydra
 from shakegpt.common.atomic import quiet_background_write_errors
 from shakegpt.common.errors import report_user_errors
 from shakegpt.training.cli import prepare_train_argv, run_interruptible
-from shakegpt.training.run import train_job
+from shakegpt.training.job import train_job
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shakegpt.bookkeeping.report import load_run
+from shakegpt.bookkeeping.runs import load_run
 from tests.helpers import ROOT, TINY, run_cli
 
 
@@ -72,7 +72,7 @@ def test_compare_two_runs(trained_run, tmp_path):
 
 def test_a_resumed_run_counts_the_time_of_each_process_not_the_pause(tmp_path, monkeypatch):
     import shakegpt.bookkeeping.status as status_module
-    from shakegpt.bookkeeping.report import Run, timing
+    from shakegpt.bookkeeping.runs import Run, timing
     from shakegpt.bookkeeping.status import read_status, write_status
 
     (tmp_path / "status.json").write_text(json.dumps({"state": "interrupted", "started": 1000.0, "updated": 1040.0, "pid": -1}))

@@ -187,7 +187,7 @@ RESUMABLE = [
 
 
 def val_curve(run_dir):
-    from shakegpt.bookkeeping.report import load_run
+    from shakegpt.bookkeeping.runs import load_run
 
     return {step: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
 

@@ -12,7 +12,7 @@ import pytest
 from shakegpt.common import atomic
 from shakegpt.common.atomic import WriteError, save_figure, write_bytes, write_text
 from shakegpt.common.errors import UserError
-from tests.helpers import ROOT, TINY, run_cli, run_script
+from tests.helpers import TINY, run_cli, run_script
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_evaluate_does_not_read_or_write_where_a_run_s_saved_config_says(tmp_pat
 
 @pytest.mark.parametrize("content", ["[1, 2]", "{not json", '"finished"'])
 def test_malformed_status_and_metrics_files_read_as_empty(tmp_path, trained_run, content):
-    from shakegpt.bookkeeping.report import load_run
+    from shakegpt.bookkeeping.runs import load_run
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir)

@@ -6,7 +6,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from shakegpt.bookkeeping.report import load_run
+from shakegpt.bookkeeping.runs import load_run
 from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools import speedrun
 from tests.helpers import TINY, run_script

@@ -100,7 +100,7 @@ def test_weight_decay_reaches_what_the_recipe_says(experiment, decays_vectors):
 
 def test_the_hparams_view_shows_what_shapes_the_result(tmp_path):
     from shakegpt.tools.bench import compose_config
-    from shakegpt.training.run import hparams
+    from shakegpt.training.loggers import hparams
 
     cfg = compose_config(["model=v6"], tmp_path)  # as @hydra.main hands it to train()
     shown = hparams(cfg, 1e-3)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from shakegpt.bookkeeping.report import OPTUNA_RESULTS, process_alive
+from shakegpt.bookkeeping.runs import OPTUNA_RESULTS, process_alive
 from shakegpt.common.atomic import write_text
 from shakegpt.common.errors import UserError, one_line
 

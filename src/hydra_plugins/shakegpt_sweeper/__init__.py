@@ -16,7 +16,8 @@ from typing import Sequence
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 
-from shakegpt.bookkeeping.resume import config_overrides, load_plain
+from shakegpt.bookkeeping.resume import config_overrides
+from shakegpt.bookkeeping.runs import load_plain
 from shakegpt.bookkeeping.status import read_json_object, read_status
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from shakegpt.common.atomic import WriteError, os_reason, write_bytes
 from shakegpt.common.errors import UserError
 from shakegpt.models.base import LanguageModel
-from shakegpt.models.versions import BY_PATH, class_path
+from shakegpt.models.versions import BY_PATH
 
 # Hyperparameters of checkpoints from before the optimizer config group; sampling needs none.
 LEGACY_SETTINGS = ("lr", "weight_decay", "betas")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
+from shakegpt.bookkeeping.checkpoints import check_resumable
+from shakegpt.bookkeeping.runs import is_override_list, load_plain
 from shakegpt.bookkeeping.status import read_status
+from shakegpt.common.errors import UserError
+
+log = logging.getLogger(__name__)
 
 RUN_ROOT, SWEEP_ROOT = Path("outputs"), Path("multirun")
 # Overrides that say how to run, not what to train: a run resumed with them is the same run.
@@ -15,15 +21,6 @@ RUN_ROOT, SWEEP_ROOT = Path("outputs"), Path("multirun")
 # How a command ran, not what it trained: hydra/... picks a sweeper or launcher, which a run's
 # recorded task overrides do not hold.
 NOT_CONFIG = ("resume=", "ckpt_path=", "hydra.", "+hydra.", "hydra/", "threads=", "-")
-
-
-def load_plain(path: Path):
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-
-
-def is_override_list(found) -> bool:
-    """Whether a saved overrides.yaml read as what Hydra writes: a list of strings."""
-    return isinstance(found, list) and all(isinstance(o, str) for o in found)
 
 
 def config_overrides(overrides) -> list[str]:
@@ -86,3 +83,22 @@ def with_resume_dir(argv: list[str]) -> list[str]:
         return argv
     found = find_unfinished_sweep(args) if multirun else find_unfinished_run(args)
     return argv if found is None else [*argv, f"{key}{found}"]
+
+
+def resume_from(cfg: DictConfig, out: Path, model) -> tuple[str | None, int]:
+    """(checkpoint, its step) this run continues from: with resume=auto this directory's
+    last.ckpt (train.py pointed the run at the newest unfinished run of the same command), else
+    ckpt_path; (None, 0) for a fresh start. The file must hold this very model."""
+    if cfg.resume == "auto" and last_checkpoint(out).is_file():
+        path = last_checkpoint(out)
+    elif cfg.ckpt_path is not None:
+        path = Path(cfg.ckpt_path)
+    else:
+        if cfg.resume == "auto":
+            log.info("resume=auto: no unfinished run of this command with a checkpoint; starting fresh")
+        return None, 0
+    step = check_resumable(path, model)  # refuses unsafe, corrupted, foreign and other models' files
+    if step >= cfg.trainer.max_steps:
+        raise UserError(f"{path} is at step {step}, trainer.max_steps={cfg.trainer.max_steps}: raise max_steps to train on")
+    log.info("resuming from %s at step %d", path, step)
+    return str(path), step

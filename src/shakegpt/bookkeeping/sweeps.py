@@ -8,7 +8,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from shakegpt.bookkeeping.report import job_dirs, write_sweep_summary
+from shakegpt.bookkeeping.runs import job_dirs
+from shakegpt.bookkeeping.sweep_summary import write_sweep_summary
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.errors import report_user_errors
 

@@ -25,12 +25,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from shakegpt.bookkeeping.report import flops_per_token, read_events
+from shakegpt.bookkeeping.flops import flops_per_token
+from shakegpt.bookkeeping.runs import read_events
 from shakegpt.common.atomic import write_json, write_text
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data import TrainBatches
-from shakegpt.training.run import build_model, pick_threads, quiet_lightning, train
+from shakegpt.training.devices import pick_threads
+from shakegpt.training.log_filters import quiet_lightning
+from shakegpt.training.run import build_model, train
 
 # Steps timed per size (after warm-up), steps per timing interval, rounds of alternating loops,
 # and paired steps: v7 steps take 10-15 s here, each moving by 10%, so 12 pairs settle its ratio

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from shakegpt.bookkeeping.report import load_run
+from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.atomic import write_json, write_text
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT

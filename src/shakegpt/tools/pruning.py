@@ -22,7 +22,7 @@ from statistics import mean
 
 from omegaconf import OmegaConf
 
-from shakegpt.bookkeeping.report import OPTUNA_RESULTS, job_dirs
+from shakegpt.bookkeeping.runs import OPTUNA_RESULTS, job_dirs
 from shakegpt.bookkeeping.status import read_status
 from shakegpt.common.atomic import write_text
 from shakegpt.common.errors import UserError, report_user_errors

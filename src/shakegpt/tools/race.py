@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from shakegpt.bookkeeping.report import flops_per_token, load_run
+from shakegpt.bookkeeping.flops import flops_per_token
+from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.errors import UserError
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.reproduce import display_path

@@ -207,7 +207,7 @@ def recorded_curve(record: dict) -> dict[int, float]:
 
 def val_curve(run_dir: Path) -> dict[int, float]:
     """{step: validation loss} from the run's TensorBoard events."""
-    from shakegpt.bookkeeping.report import load_run
+    from shakegpt.bookkeeping.runs import load_run
 
     return {step + 1: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
 
@@ -282,7 +282,7 @@ def samples_page(rows: dict[str, dict]) -> str:
 
 def first_val_loss(run_dir: Path) -> tuple[int, float]:
     """(step, loss) of the first logged validation loss, read from the run's TensorBoard events."""
-    from shakegpt.bookkeeping.report import read_events
+    from shakegpt.bookkeeping.runs import read_events
 
     step, value, _ = read_events(run_dir)[0]["val/loss"][0]
     return step + 1, value

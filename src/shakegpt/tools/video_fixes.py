@@ -22,7 +22,7 @@ import torch
 
 from shakegpt.attention import DEFAULT_PROMPT, attention_maps
 from shakegpt.bookkeeping.checkpoints import load_model
-from shakegpt.bookkeeping.report import load_run
+from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.atomic import save_figure, write_text
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT

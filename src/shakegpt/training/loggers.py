@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.tensorboard.summary import hparams
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from shakegpt.common.config import flatten
 
 # TensorBoard's Custom Scalars tab: each chart overlays the tags its regexes match.
 LAYOUT = {
@@ -32,7 +35,7 @@ class TensorBoard(TensorBoardLogger):
         super().log_hyperparams(params)
         if metrics:
             writer = self.experiment._get_file_writer()
-            for summary in hparams(params, metrics):  # the experiment, session start and end
+            for summary in hparams_summaries(params, metrics):  # the experiment, session start and end
                 writer.add_summary(summary)
 
     @rank_zero_only
@@ -41,3 +44,18 @@ class TensorBoard(TensorBoardLogger):
             self.experiment.add_custom_scalars(LAYOUT)
             self.layout_written = True
         super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+
+
+# What shapes a run's result, for TensorBoard's hparams view; plumbing (callbacks, logger,
+# checkpoint timing, class paths, the lecture's reference losses) would bury it.
+NOT_HPARAMS = (
+    "callbacks.", "logger.", "checkpoint.", "lr_range_test.", "lecture.", "resume", "ckpt_path", "sample_tokens",
+    "attention_images",
+)
+
+
+def hparams(cfg: DictConfig, lr: float) -> dict:
+    """The config as flat scalars for TensorBoard's hparams view, with the learning rate used."""
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True)) | {"optimizer.lr": lr}
+    kept = {k: v for k, v in flat.items() if not k.startswith(NOT_HPARAMS) and not k.endswith("_target_")}
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in kept.items()}

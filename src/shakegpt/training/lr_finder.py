@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from shakegpt.common.atomic import save_figure
 from shakegpt.common.config import check_fraction
 from shakegpt.common.errors import UserError
+from shakegpt.training.devices import parallel_jobs, pick_threads
 
 # Stop once the smoothed loss exceeds this multiple of its best: the rate has blown it up.
 DIVERGENCE_FACTOR = 4.0
@@ -101,3 +103,17 @@ def plot_range_test(result: RangeTest, path: Path):
     fig.tight_layout()
     save_figure(fig, path)
     return fig
+
+
+def find_lr(cfg: DictConfig, model, datamodule, out: Path, logger) -> float:
+    """Run the range test on a fresh model; plot to lr_find.png and TensorBoard; the suggestion."""
+    torch.set_num_threads(pick_threads(cfg.threads, sum(p.numel() for p in model.parameters()), parallel_jobs()))
+    result = lr_range_test(model, iter(datamodule.train_dataloader()), **cfg.lr_range_test)
+    figure = plot_range_test(result, out / "lr_find.png")
+    for step, (log10_lr, loss) in enumerate(zip(result.log10_lrs, result.losses)):
+        logger.experiment.add_scalar("lr_find/loss", loss, step)
+        logger.experiment.add_scalar("lr_find/log10_lr", log10_lr, step)
+    logger.experiment.add_figure("lr_find", figure)
+    logger.experiment.flush()
+    print(f"learning-rate range test: suggested lr {result.suggestion:.3g}: {result.explanation}; plot {out / 'lr_find.png'}")
+    return result.suggestion
