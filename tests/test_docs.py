@@ -88,10 +88,11 @@ def test_each_tool_s_docstring_names_the_file_it_writes(tool):
 
 def test_the_progression_figure_is_written_whole(trained_run, tmp_path, monkeypatch):
     """Through the atomic write: a kill while saving leaves the previous figure, not half of one."""
+    from shakegpt.common import curves
     from shakegpt.tools import reproduce
 
     saved = []
-    monkeypatch.setattr(reproduce, "save_figure", lambda figure, path: saved.append(path))
+    monkeypatch.setattr(curves, "save_figure", lambda figure, path: saved.append(path))
     rows = {"v6": {"runs": [{"run_dir": trained_run}], "val_mean": 2.0}}
     reproduce.progression_figure(rows, tmp_path / "progression.png", {"v7": None})
     assert saved == [tmp_path / "progression.png"]
@@ -100,27 +101,27 @@ def test_the_progression_figure_is_written_whole(trained_run, tmp_path, monkeypa
 def test_v7_s_rows_are_read_from_their_gpu_records_and_say_not_measured_without_one(tmp_path):
     import json
 
-    from shakegpt.tools import reproduce
+    from shakegpt.tools import records, reproduce
 
     record = {"final_val_loss": 1.5012, "best_val_loss": 1.4801, "final_train_loss": 0.9, "steps": 5000,
               "fit_seconds": 101.2, "device": "NVIDIA H200 x1", "date": "2026-12-04", "full_val": 1.49,
               "command": "python train.py model=v7 trainer=gpu", "curve": {"500": 1.9, "5000": 1.5012}}
     (tmp_path / "gpu_v7.json").write_text(json.dumps(record))
-    records = reproduce.gpu_v7_records(tmp_path)
-    assert records == {"v7": record, "v7_repository": None}
-    row = reproduce.v7_row("v7", records["v7"])
+    found = records.gpu_v7_records(tmp_path)
+    assert found == {"v7": record, "v7_repository": None}
+    row = reproduce.v7_row("v7", found["v7"])
     assert row.startswith("| v7, the video's code | 10,788,929 | 1.4873 (train 1.0763) ")
     assert "| 1.5012 (one run) | 1.5012 (best 1.4801) | 0.9000 | yes | 5,000 | 101 s | NVIDIA H200 x1, 2026-12-04 |" in row
     assert reproduce.v7_row("v7_repository", None).endswith("| not measured yet | needs a GPU |")
     (tmp_path / "gpu_v7.json").write_text("[1, 2]")  # not a record: no row
-    assert reproduce.gpu_v7_records(tmp_path)["v7"] is None
+    assert records.gpu_v7_records(tmp_path)["v7"] is None
 
 
 def test_the_committed_v7_record_is_the_h200_run_of_gpu_race_md():
     """Until a GPU reruns it, v7's repository row is the 2026-11-30 run gpu_race.md reports."""
-    from shakegpt.tools import reproduce
+    from shakegpt.tools.records import gpu_v7_records
 
-    record = reproduce.gpu_v7_records()["v7_repository"]
+    record = gpu_v7_records()["v7_repository"]
     gpu_race = (ROOT / "docs" / "gpu_race.md").read_text()
     name = "v7" if "| v7_repository |" not in gpu_race else "v7_repository"  # the name before the video's row existed
     assert f"| {name} | 1.4873 | val {record['best_val_loss']:.4f} at step {record['best_step']}" in gpu_race

@@ -40,7 +40,7 @@ def writes(canary):  # what hydra's instantiate would run: write_text(canary, ..
 
 
 def starts_a_process(canary):  # a tool's helper that runs `python train.py` (Hydra blocks subprocess.run itself)
-    return {"_target_": "shakegpt.tools.reproduce.run_version", "version": "bigram", "run_dir": {"_target_": "pathlib.Path", "_args_": [str(canary.parent / "started")]},
+    return {"_target_": "shakegpt.tools.runner.run_version", "version": "bigram", "run_dir": {"_target_": "pathlib.Path", "_args_": [str(canary.parent / "started")]},
             "overrides": ["trainer.max_steps=1", "trainer.val_check_interval=1", "data.eval_iters=1"]}
 
 

@@ -62,6 +62,11 @@ class Run:
             return "stopped (its process is gone)"
         return state
 
+    def curve(self, tag: str) -> dict[int, float]:
+        """{step: value} of a logged scalar, steps counted from 1 as training counts them
+        (TensorBoard's count from 0)."""
+        return {step + 1: value for step, value, _ in self.scalars.get(tag, [])}
+
     def last(self, tag: str) -> float | None:
         return self.scalars[tag][-1][1] if self.scalars.get(tag) else None
 

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 
 from shakegpt.bookkeeping.report import NOT_MEASURED, last_sample
 from shakegpt.bookkeeping.runs import OPTUNA_RESULTS, Run, job_dirs, load_run, timing
-from shakegpt.common.atomic import save_figure, write_text
+from shakegpt.common.atomic import write_text
+from shakegpt.common.curves import Curve, plot_curves
 from shakegpt.common.errors import UserError
 
 COLUMNS = [
@@ -65,29 +66,17 @@ def varying_overrides(runs: list[Run]) -> tuple[list[str], dict[Path, str]]:
 
 def write_curves(runs: list[Run], labels: dict[Path, str], path: Path) -> bool:
     """Every job's validation loss against step on one figure; False when none was logged."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = [(run, run.scalars["val/loss"]) for run in runs if run.scalars.get("val/loss")]
-    if not curves:
+    logged = [run for run in runs if run.scalars.get("val/loss")]
+    if not logged:
         return False
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    # Jobs of one seed share their curve until their settings part: dashes keep each visible.
-    styles = ["-", "--", ":", "-."]
-    for i, (run, points) in enumerate(curves):
-        label = f"{run.path.name}: {labels[run.path]}"
-        ax.plot([s + 1 for s, _, _ in points], [v for _, v, _ in points], styles[i % 4], marker="o",
-                markersize=3, linewidth=2.5 - 1.5 * i / max(1, len(curves) - 1), label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss")
-    ax.set_title(f"{runs[0].path.parent.name}: validation loss per job")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    # Jobs of one seed share their curve until their settings part: dashes and narrowing lines
+    # keep each visible.
+    curves = [
+        Curve(f"{run.path.name}: {labels[run.path]}", run.curve("val/loss"), linestyle=["-", "--", ":", "-."][i % 4],
+              marker="o", linewidth=2.5 - 1.5 * i / max(1, len(logged) - 1))
+        for i, run in enumerate(logged)
+    ]
+    plot_curves(curves, path, f"{runs[0].path.parent.name}: validation loss per job")
     return True
 
 

@@ -15,7 +15,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import lightning as L
@@ -27,10 +26,11 @@ from omegaconf import OmegaConf, open_dict
 
 from shakegpt.bookkeeping.flops import flops_per_token
 from shakegpt.bookkeeping.runs import read_events
-from shakegpt.common.atomic import write_json, write_text
+from shakegpt.common.atomic import write_json
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data import TrainBatches
+from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.training.devices import pick_threads
 from shakegpt.training.log_filters import quiet_lightning
 from shakegpt.training.run import build_model, train
@@ -248,11 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     peaks = {name: matmul_peak(dtype, threads) for name, dtype in DTYPES.items()}
     measured = [measure_size(size, args.steps, args.bf16) for size in args.sizes]
     peaks = {name: max(peak, matmul_peak(DTYPES[name], threads)) for name, peak in peaks.items()}
-    command = " ".join(argv if argv is not None else sys.argv[1:])
-    text = bench_page(command, threads, peaks, measured)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(args.out, text)
-    print(text)
+    command = tool_command("bench", sys.argv[1:] if argv is None else argv)
+    print(write_page(args.out, "Throughput", command, bench_page(threads, peaks, measured)))
 
 
 def measure_size(size: str, steps: int | None, bf16: bool) -> dict:
@@ -300,15 +297,11 @@ def paired_lines(size: str, spec: dict) -> list[str]:
     return lines
 
 
-def bench_page(command: str, threads: int, peaks: dict, measured: list[dict]) -> str:
+def bench_page(threads: int, peaks: dict, measured: list[dict]) -> list[str]:
     peak_line = (f"matmul peak on this machine ({threads} threads, 2048 x 2048, best of 10 before the loops and 10 after): "
                  f"fp32 {peaks['fp32'] / 1e9:.3g} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.3g} GFLOP/s")
     lines = [
-        "# Throughput",
-        "",
-        f"Written by `python -m shakegpt.tools.bench {command}` on "
-        f"{date.today().isoformat()}: each loop trains the same model on the same batches in one process; tokens/s is",
-        "the median over timing intervals (evaluation excluded), ratios the median over alternating rounds.",
+        "Each loop trains the same model on the same batches in one process; tokens/s is the median over timing intervals (evaluation excluded), ratios the median over alternating rounds.",
         "shakegpt's loop is train.py's (progress bar, logging, checkpoints); the plain loop is forward, backward, AdamW:",
         "once with AdamW as the lecture writes it (torch's defaults), once with shakegpt's fused AdamW.",
         "",
@@ -333,7 +326,7 @@ def bench_page(command: str, threads: int, peaks: dict, measured: list[dict]) ->
         "",
         *(m["sampling"] for m in measured),
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

@@ -16,14 +16,15 @@ import argparse
 import math
 import statistics
 import sys
-from datetime import date
 from pathlib import Path
 
-from shakegpt.common.atomic import save_figure, write_text
+from shakegpt.bookkeeping.runs import load_run
+from shakegpt.common.curves import mean_of_seeds, plot_curves
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.evaluate import score_checkpoint
-from shakegpt.tools.reproduce import run_in_parallel, run_version, val_curve
+from shakegpt.tools.pages import commands_section, mean_sd, tool_command, write_page
+from shakegpt.tools.runner import run_per_seed, run_version
 
 # One shape and budget for every row: small enough that a run takes about two minutes on one
 # core here, large enough that the architecture matters (4 layers, 64-character windows).
@@ -71,34 +72,26 @@ def run_row(name: str, seed: int, runs: Path, overrides: list[str], train: bool)
     return metrics
 
 
-def run_all(names: list[str], seeds: list[int], args) -> dict[str, list[dict]]:
-    results = run_in_parallel(args.jobs, {(n, s): (run_row, n, s, args.runs, args.overrides, not args.no_train) for n in names for s in seeds})
-    return {n: [results[n, s] for s in seeds] for n in names}
-
-
 def row_line(name: str, runs: list[dict], results: dict[str, list[dict]]) -> str:
     _, _, change, previous = ROWS[name]
     losses = [m["full_val"] for m in runs]
     mean = statistics.mean(losses)
-    sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
     if previous in results:
         delta = mean - statistics.mean(m["full_val"] for m in results[previous])
         delta_text = f"{delta:+.4f} vs {previous}"
     else:
         delta_text = "n/a"
     return (
-        f"| {name} | {change} | {runs[0]['parameters']:,} | {mean:.4f} ± {sd:.4f} | {mean / math.log(2):.3f} "
+        f"| {name} | {change} | {runs[0]['parameters']:,} | {mean_sd(losses)} | {mean / math.log(2):.3f} "
         f"| {', '.join(f'{loss:.4f}' for loss in losses)} | {delta_text} "
         f"| {statistics.mean(m['fit_seconds'] for m in runs):.0f} s |"
     )
 
 
-def page(results: dict[str, list[dict]], seeds: list[int], argv: list[str], jobs: int) -> str:
-    lines = [
-        "# After the lecture: each change measured",
-        "",
-        f"Written by `{' '.join(['python -m shakegpt.tools.beyond', *argv])}` on {date.today().isoformat()}. Every row trains",
-        f"at one shared shape and budget, once per seed ({', '.join(map(str, seeds))}), {jobs} run(s) at a time, one thread each:",
+def page(results: dict[str, list[dict]], seeds: list[int], jobs: int) -> list[str]:
+    return [
+        f"Every row trains at one shared shape and budget, once per seed ({', '.join(map(str, seeds))}),",
+        f"{jobs} run(s) at a time, one thread each:",
         "",
         f"    {' '.join(SHAPE)}",
         "",
@@ -113,43 +106,24 @@ def page(results: dict[str, list[dict]], seeds: list[int], argv: list[str], jobs
         "| delta (negative helps) | training time per run |",
         "|---|---|---:|---:|---:|---|---:|---:|",
         *(row_line(name, runs, results) for name, runs in results.items()),
-        "",
-        "Commands (one per seed)",
-        "",
-        *(f"- {name}: `{m['command']}`" for name, runs in results.items() for m in runs),
+        *commands_section(results),
     ]
-    return "\n".join(lines) + "\n"
 
 
 def curves_figure(results: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 6))
-    for name, runs in results.items():
-        curves = [val_curve(m["run_dir"]) for m in runs]
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        ax.plot(steps, [statistics.mean(c[s] for c in curves) for s in steps], marker=".",
-                label=f"{name} ({statistics.mean(m['full_val'] for m in runs):.4f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (the runs' 20-batch estimate, mean of seeds)")
-    ax.set_title("After the lecture, at one shared shape: validation loss (legend: whole-split loss)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    curves = [mean_of_seeds(f"{name} ({statistics.mean(m['full_val'] for m in runs):.4f})",
+                            [load_run(m["run_dir"]).curve("val/loss") for m in runs]) for name, runs in results.items()]
+    plot_curves(curves, path, "After the lecture, at one shared shape: validation loss (legend: whole-split loss)",
+                ylabel="validation loss (the runs' 20-batch estimate, mean of seeds)")
 
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
-    results = run_all(args.rows, args.seeds, args)
-    text = page(results, args.seeds, argv, args.jobs)
-    write_text(args.out, text)
+    results = run_per_seed(args.jobs, run_row, args.rows, args.seeds, args.runs, args.overrides, not args.no_train)
+    body = page(results, args.seeds, args.jobs)
+    text = write_page(args.out, "After the lecture: each change measured", tool_command("beyond", argv), body)
     curves_figure(results, args.out.with_suffix(".png"))
     print(text)
 

@@ -23,15 +23,15 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from shakegpt.common.atomic import write_text
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data.corpus import DEFAULT_CORPUS
+from shakegpt.tools.pages import tool_command, write_page
+from shakegpt.tools.runner import train_command
 
 UNITS = {"MB": 10**6, "GB": 10**9}
 RARE = [chr(c) for c in range(0x4E00, 0x4E00 + 6937)]
@@ -115,7 +115,7 @@ def measure_corpus(path: Path, cache: Path, runs: Path, tokenizer: str) -> dict:
            "dtype": dtype, "prepare_s": float(seconds), "prepare_rss": rss}
     code, _, _, out, _ = run_measured(python(STARTUP, str(path), str(cache), tokenizer))
     row["startup_s"] = float(out.split()[-1]) if code == 0 else None
-    train = train_command(path, cache, runs, f"data.tokenizer={tokenizer}")
+    train = corpus_train_command(path, cache, runs, f"data.tokenizer={tokenizer}")
     code, row["train_s"], row["train_rss"], out, row["memory"] = run_measured(train)
     row["trained"] = code == 0
     if code:
@@ -166,14 +166,17 @@ def descendants(pid: int) -> list[int]:
     return children + [d for c in children for d in descendants(c)]
 
 
-def train_command(path: Path, cache: Path, runs: Path, *extra: str) -> list[str]:
-    return [sys.executable, "train.py", "model=v6", *extra, f"data.path={path}", f"data.cache_dir={cache}", *STEPS,
-            f"hydra.run.dir={runs / '-'.join([path.stem, *(e.split('=')[-1] for e in extra)])}"]
+def corpus_train_command(path: Path, cache: Path, runs: Path, *extra: str) -> list[str]:
+    """The runner's train.py command for this corpus, run by this interpreter (measured, so not
+    through run_training: this tool samples the process tree's memory while it runs)."""
+    run_dir = runs / "-".join([path.stem, *(e.split("=")[-1] for e in extra)])
+    _, *command = train_command(["model=v6", *extra, f"data.path={path}", f"data.cache_dir={cache}", *STEPS], run_dir)
+    return [sys.executable, *command]
 
 
 def measure_ddp(path: Path, cache: Path, runs: Path, tokenizer: str) -> dict:
     """A 2-rank trainer=ddp_cpu run; its ranks' memory at the moment their RSS summed peaked."""
-    code, wall, _, out, memory = run_measured(train_command(path, cache, runs, "trainer=ddp_cpu", f"data.tokenizer={tokenizer}"))
+    code, wall, _, out, memory = run_measured(corpus_train_command(path, cache, runs, "trainer=ddp_cpu", f"data.tokenizer={tokenizer}"))
     if code:
         print(out[-2000:], file=sys.stderr)
     return memory | {"ok": code == 0, "corpus": path.name, "wall": wall}
@@ -187,11 +190,9 @@ def seconds(n: float | None) -> str:
     return "not measured" if n is None else f"{n:.2f} s"
 
 
-def table(rows: list[dict], ddp: dict | None, command: str) -> str:
+def table(rows: list[dict], ddp: dict | None) -> list[str]:
     lines = [
-        "# Corpora: prepare once, memory-map after", "",
-        f"Written by `{command}` on {date.today().isoformat()}, this machine ({os.cpu_count()} CPUs). Each figure is",
-        "from a fresh process. *First prepare*: encoding into an empty cache. *Later start-up*: building",
+        f"This machine has {os.cpu_count()} CPUs. Each figure is from a fresh process. *First prepare*: encoding into an empty cache. *Later start-up*: building",
         "the datamodule to its first batch, after the first prepare (imports not counted). *20-step run*:",
         f"`python train.py model=v6 data.path=<corpus> {' '.join(STEPS)}`: its peak RSS, and",
         "of the RSS at the sample (every 0.2 s) where it peaked, how much was the token file's mapped pages:",
@@ -215,7 +216,7 @@ def table(rows: list[dict], ddp: dict | None, command: str) -> str:
             f"The token file, mapped by {ddp['maps']} processes: RSS summed {ddp['map_rss'] / 1024:,.1f} MB, PSS summed",
             f"{ddp['map_pss'] / 1024:,.1f} MB: one copy of its pages in memory, shared by the ranks.",
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -246,9 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     ddp = None
     if args.ddp:
         ddp = measure_ddp(corpora[0], args.dir / "cache" / corpora[0].stem, args.dir / "runs", args.tokenizer)
-    command = "python -m shakegpt.tools.corpus_bench " + " ".join((argv if argv is not None else sys.argv[1:]))
-    write_text(args.out, table(rows, ddp, command.strip()))
-    print(table(rows, ddp, command.strip()))
+    command = tool_command("corpus_bench", sys.argv[1:] if argv is None else argv)
+    print(write_page(args.out, "Corpora: prepare once, memory-map after", command, table(rows, ddp)))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 from pathlib import Path
 
-from shakegpt.common.atomic import write_text
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
+from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.tools.race import curve_lines, first_at_target, race
 
 TARGET = 1.88  # nanoGPT's own script ran its CPU recipe to val 1.8857 in 104 s on this kind of machine
@@ -41,15 +40,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
 
     results = {name: race(name, overrides, args.runs, TARGET) for name, overrides in RECIPES.items()}
     lines = [
-        "# cpu_fast against nanoGPT's CPU recipe",
-        "",
-        f"Written by `python -m shakegpt.tools.cpu_race {' '.join(argv if argv is not None else sys.argv[1:])}` on "
-        f"{date.today().isoformat()}: the recipes ran one after the other on this machine, each",
-        "from a fresh process; times are wall seconds from the command's start (imports included) to each evaluation.",
+        "The recipes ran one after the other on this machine, each from a fresh process; times are wall seconds from the command's start (imports included) to each evaluation.",
         "",
         f"| recipe | first evaluation at or below {TARGET} | best val loss | whole command |",
         "|---|---|---:|---:|",
@@ -64,9 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["", f"cpu_fast for ten minutes: best val loss {ten['best'][1]:.4f} at step {ten['best'][0]} "
                   f"({ten['best'][2]:.0f} s), whole command {ten['total']:.0f} s."]
     lines += ["", *curve_lines(results)]
-    text = "\n".join(lines) + "\n"
-    write_text(args.out, text)
-    print(text)
+    print(write_page(args.out, "cpu_fast against nanoGPT's CPU recipe", tool_command("cpu_race", argv), lines))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ from pathlib import Path
 import torch
 
 from shakegpt.bookkeeping.runs import load_run
-from shakegpt.common.atomic import write_json, write_text
+from shakegpt.common.atomic import write_json
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.evaluate import score_checkpoint
+from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.tools.race import curve_lines, first_at_target, race
-from shakegpt.tools.reproduce import RECORDS, V7_MODES, lecture_losses
+from shakegpt.tools.records import RECORDS, V7_MODES, lecture_losses
 
 # (overrides, target val loss): v7's is the lecture's final figure, for the video's code and for
 # the repository's (its two later fixes); nanoGPT's README reports 1.4697 for its config, in
@@ -105,6 +106,7 @@ def race_table(results: dict[str, dict], peak: float | None) -> list[str]:
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
     on_gpu = args.trainer not in CPU_TRAINERS
     if on_gpu and not torch.cuda.is_available():
@@ -121,11 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                  f"peak: {peak / 1e12:.0f} TFLOP/s (8192 x 8192 x 8192 matmul, median of 10)." if peak
                  else "MFU is not measured: no GPU peak on this trainer.")
     lines = [
-        "# v7 and nanoGPT's config on a GPU",
-        "",
-        f"Written by `{' '.join(['python -m shakegpt.tools.gpu_race', *(argv if argv is not None else sys.argv[1:])])}` on "
-        f"{date.today().isoformat()} ({v7['device']}): the recipes ran one after the other, each from a fresh",
-        "process; times are wall seconds from the command's start (imports and compilation included) to each evaluation.",
+        f"On {v7['device']}: the recipes ran one after the other, each from a fresh process; times are wall seconds from the command's start (imports and compilation included) to each evaluation.",
         "Val losses during the runs are the lecture's 200-batch estimate; the whole-split column scores every",
         "validation position once (`python -m shakegpt.evaluate`).",
         "",
@@ -138,9 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *curve_lines(results),
     ]
-    text = "\n".join(lines) + "\n"
-    write_text(args.out, text)
-    print(text)
+    print(write_page(args.out, "v7 and nanoGPT's config on a GPU", tool_command("gpu_race", argv), lines))
 
 
 if __name__ == "__main__":

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import subprocess
 import sys
-import time
-from datetime import date
 from pathlib import Path
 from statistics import mean
 
@@ -24,10 +20,10 @@ from omegaconf import OmegaConf
 
 from shakegpt.bookkeeping.runs import OPTUNA_RESULTS, job_dirs
 from shakegpt.bookkeeping.status import read_status
-from shakegpt.common.atomic import write_text
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
-from shakegpt.tools.reproduce import display_path
+from shakegpt.tools.pages import tool_command, write_page
+from shakegpt.tools.runner import run_training
 
 # v6 trained 1,500 steps with an evaluation every 100: about 12 s a trial here. The space: the
 # learning rate over two decades and the depth; the sampler's first 10 trials are random draws,
@@ -49,27 +45,17 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def search_command(arm: str, args, sweep_dir: Path) -> list[str]:
-    sweeper = [f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.sampler.seed={args.seed}", *ARMS[arm]]
-    return ["train.py", "-m", *SEARCH, *sweeper, f"hydra.sweep.dir={display_path(sweep_dir)}"]
-
-
 def run_search(arm: str, args, repeat: int) -> dict:
     """One search from a fresh process: its wall seconds, the study's tally and best trial, and
     the training steps its jobs ran."""
-    sweep_dir = (args.runs / f"{arm}-{repeat}").resolve()
-    command = search_command(arm, args, sweep_dir)
+    sweeper = [f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.sampler.seed={args.seed}", *ARMS[arm]]
     load = os.getloadavg()[0]
-    start = time.perf_counter()
-    finished = subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    if finished.returncode != 0:
-        raise UserError(f"the {arm} search stopped with exit code {finished.returncode} (its error is above)")
-    results = OmegaConf.to_container(OmegaConf.load(sweep_dir / OPTUNA_RESULTS))
-    steps = sum(read_status(job).get("steps") or 0 for job in job_dirs(sweep_dir))
-    result = {"arm": arm, "repeat": repeat, "command": "python " + shlex.join(command), "seconds": seconds,
+    search = run_training([*SEARCH, *sweeper], args.runs / f"{arm}-{repeat}", sweep=True)
+    results = OmegaConf.to_container(OmegaConf.load(search.directory / OPTUNA_RESULTS))
+    steps = sum(read_status(job).get("steps") or 0 for job in job_dirs(search.directory))
+    result = {"arm": arm, "repeat": repeat, "command": search.command, "seconds": search.seconds,
               "load": load, "steps": steps, **results}
-    print(f"{arm} (repeat {repeat}): {seconds:.1f} s, {results['trials']['pruned']} of {args.trials} trials pruned, "
+    print(f"{arm} (repeat {repeat}): {search.seconds:.1f} s, {results['trials']['pruned']} of {args.trials} trials pruned, "
           f"{steps:,} steps trained, best {results['best_value']:.4f} (trial {results['best_trial']})", flush=True)
     return result
 
@@ -77,9 +63,6 @@ def run_search(arm: str, args, repeat: int) -> dict:
 def report_lines(results: list[dict], args) -> list[str]:
     per_arm = {arm: [r for r in results if r["arm"] == arm] for arm in ARMS}
     lines = [
-        f"# What pruning saves: a {args.trials}-trial Optuna search with and without it",
-        "",
-        f"Written by `{shlex.join(['python', '-m', 'shakegpt.tools.pruning', *args.typed])}` on {date.today().isoformat()}.",
         "Each search ran from a fresh process, the two kinds back to back"
         + (", alternating which went first," if args.repeats > 1 else ""),
         f"on this {os.cpu_count()}-core CPU, which other work shared: wall times are noisy (the load average when",
@@ -132,14 +115,12 @@ def summary(per_arm: dict[str, list[dict]], trials: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
-    args.typed = argv
     results = []
     for repeat in range(args.repeats):
         order = list(ARMS) if repeat % 2 == 0 else list(reversed(ARMS))
         results += [run_search(arm, args, repeat) for arm in order]
-    text = "\n".join(report_lines(results, args)) + "\n"
-    write_text(args.out, text)
-    print(text)
+    title = f"What pruning saves: a {args.trials}-trial Optuna search with and without it"
+    print(write_page(args.out, title, tool_command("pruning", argv), report_lines(results, args)))
 
 
 if __name__ == "__main__":

@@ -5,31 +5,19 @@ gpu_race compare recipes by."""
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from shakegpt.bookkeeping.flops import flops_per_token
-from shakegpt.bookkeeping.runs import load_run
-from shakegpt.common.errors import UserError
-from shakegpt.common.paths import PROJECT_ROOT
-from shakegpt.tools.reproduce import display_path
+from shakegpt.tools.runner import run_training
 
 
 def race(name: str, overrides: list[str], runs: Path, target: float) -> dict:
     """Train `python train.py <overrides>` into runs/name; its validation curve as (step, loss,
     seconds since the command started), the first point at or below target, the best point,
     the median training tokens/s (as text), the device and the whole command's seconds."""
-    run_dir = (runs / name).resolve()
-    command = ["train.py", *overrides, f"hydra.run.dir={display_path(run_dir)}"]
-    start = time.time()
-    finished = subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
-    if finished.returncode != 0:
-        raise UserError(f"{name} stopped with exit code {finished.returncode} (its error is above): python {' '.join(command)}")
-    total = time.time() - start
-    run = load_run(run_dir)
-    curve = [(step + 1, loss, wall - start) for step, loss, wall in run.scalars["val/loss"]]
+    launched = run_training(overrides, runs / name)
+    run = launched.run
+    curve = [(step + 1, loss, wall - launched.started) for step, loss, wall in run.scalars["val/loss"]]
     reached = next(((step, loss, seconds) for step, loss, seconds in curve if loss <= target), None)
     best = min(curve, key=lambda point: point[1])
     rates = [value for _, value, _ in run.scalars.get("perf/tokens_per_s", [])]
@@ -37,11 +25,11 @@ def race(name: str, overrides: list[str], runs: Path, target: float) -> dict:
     tokens_per_s = f"{rate:,.0f}" if rates else "not measured"
     print(f"{name}: best val {best[1]:.4f} at step {best[0]}; {target} "
           + (f"reached at step {reached[0]} after {reached[2]:.1f} s" if reached else "not reached")
-          + f"; {tokens_per_s} tokens/s; whole command {total:.1f} s", flush=True)
+          + f"; {tokens_per_s} tokens/s; whole command {launched.seconds:.1f} s", flush=True)
     return {
-        "command": "python " + " ".join(command), "target": target, "curve": curve, "reached": reached, "best": best,
-        "tokens_per_s": tokens_per_s, "rate": rate, "device": run.metrics["device"], "total": total,
-        "final": (run.metrics["final_val_loss"], run.metrics["final_train_loss"]), "run_dir": run_dir,
+        "command": launched.command, "target": target, "curve": curve, "reached": reached, "best": best,
+        "tokens_per_s": tokens_per_s, "rate": rate, "device": run.metrics["device"], "total": launched.seconds,
+        "final": (run.metrics["final_val_loss"], run.metrics["final_train_loss"]), "run_dir": launched.directory.resolve(),
         "flops_per_token": flops_per_token(run.metrics["parameters"], run.config),
     }
 

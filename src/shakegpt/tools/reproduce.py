@@ -12,38 +12,23 @@ metrics.json of a run made here; the lecture's own figures come from each model'
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from shakegpt.common.atomic import save_figure, write_text
-from shakegpt.common.errors import UserError, report_user_errors
-from shakegpt.common.paths import CONFIG_DIR, PROJECT_ROOT
+from shakegpt.bookkeeping.runs import load_run, read_events
+from shakegpt.common.curves import mean_of_seeds, plot_curves
+from shakegpt.common.errors import report_user_errors
+from shakegpt.common.paths import PROJECT_ROOT
+from shakegpt.tools.pages import tool_command, write_page
+from shakegpt.tools.records import V7_MODES, gpu_v7_records, lecture_losses
+from shakegpt.tools.runner import display_path, run_in_parallel, run_version
 
 TOLERANCE = 0.02  # a reproduction passes at the lecture's loss + this
 FULL_ROWS = ["bigram", "v2", "v3", "v3_ff", "v4", "v5", "v6"]
 # v7's full row costs 10-25 s per step on a 2-core CPU: here a short run at a small batch only
 # shows that its loss falls.
 V7_CPU_CHECK = ["trainer.max_steps=30", "trainer.val_check_interval=10", "data.batch_size=8", "data.eval_iters=4"]
-
-
-def run_version(version: str, run_dir: Path, overrides: list[str], train: bool = True) -> dict:
-    """Train version into run_dir (its output goes to run_dir/train.log) and read its metrics;
-    with train=False, only read what an earlier run left there."""
-    command = ["train.py", f"model={version}", f"hydra.run.dir={display_path(run_dir)}", *overrides]
-    if train or not (run_dir / "metrics.json").is_file():
-        finished = subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
-        if finished.returncode != 0:
-            raise UserError(f"a run stopped with exit code {finished.returncode} (its error is above): python {' '.join(command)}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    print(f"{version} {' '.join(overrides)}: val {metrics['final_val_loss']:.4f} in {metrics['fit_seconds']:.0f} s", flush=True)
-    return metrics | {"command": " ".join(["python", *command]), "run_dir": run_dir}
 
 
 def summarise(seeds: list[int], per_seed: list[dict]) -> dict:
@@ -58,33 +43,11 @@ def summarise(seeds: list[int], per_seed: list[dict]) -> dict:
     }
 
 
-def run_in_parallel(jobs: int, calls: dict) -> dict:
-    """{key: fn(*args)} for calls = {key: (fn, *args)}, `jobs` at a time. A failed run or Ctrl-C
-    cancels the runs not started yet (a plain pool would start each of them in turn)."""
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        futures = {key: pool.submit(*call) for key, call in calls.items()}
-        return {key: future.result() for key, future in futures.items()}
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def run_all(versions, seeds, runs: Path, overrides, jobs: int, train: bool) -> dict[str, dict]:
     """Every (version, seed) run, `jobs` at a time: these tiny models use one core each."""
     calls = {(v, s): (run_version, v, runs / v / f"seed{s}", [f"seed={s}", *overrides], train) for v in versions for s in seeds}
     results = run_in_parallel(jobs, calls)
     return {v: summarise(seeds, [results[v, s] for s in seeds]) for v in versions}
-
-
-def display_path(path: Path) -> Path:
-    """path relative to the project when it lies inside it, so commands in docs can be rerun."""
-    return path.resolve().relative_to(PROJECT_ROOT) if path.resolve().is_relative_to(PROJECT_ROOT) else path
-
-
-def lecture_losses(version: str) -> dict:
-    """The lecture's own final losses for a version ({'val_loss': ..., maybe 'train_loss'}),
-    as its model config records them; val_loss is None where the lecture shows none."""
-    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / f"{version}.yaml").lecture)
 
 
 def verdict(version: str, measured: float) -> str:
@@ -94,22 +57,19 @@ def verdict(version: str, measured: float) -> str:
     return "yes" if measured <= lecture + TOLERANCE else f"**no** (+{measured - lecture:.4f})"
 
 
-def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int, gpu_runs: dict[str, dict | None]) -> str:
+def results_table(rows: dict[str, dict], v7_check: dict | None, jobs: int, gpu_runs: dict[str, dict | None]) -> list[str]:
     seeds = next(iter(rows.values()))["seeds"] if rows else []
     lines = [*table_intro(seeds, jobs), *(version_row(v, row) for v, row in rows.items())]
     lines += [v7_row(name, record) for name, record in gpu_runs.items()]
     lines += table_notes(v7_check, gpu_runs)
     lines += ["", "Commands (one per seed)", ""]
     lines += [f"- {v}: `{m['command']}`" for v, row in rows.items() for m in row["runs"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def table_intro(seeds: list[int], jobs: int) -> list[str]:
     return [
-        "# Reproducing the lecture's losses",
-        "",
-        f"Written by `python -m shakegpt.tools.reproduce` on {date.today().isoformat()}. Every measured figure comes from",
-        "that command's runs (their `metrics.json`); the lecture's figures are those its video reports.",
+        "Every measured figure comes from that command's runs (their `metrics.json`); the lecture's figures are those its video reports.",
         f"Each version is trained once per seed ({', '.join(map(str, seeds))}); it reproduces when the mean",
         f"final validation loss is at most the lecture's + {TOLERANCE}. One run's final loss moves by 0.01 to 0.02",
         "with the seed, as much as the tolerance, so a single run cannot settle it; the lecture's figures are",
@@ -143,22 +103,6 @@ def version_row(version: str, row: dict) -> str:
         f"| {row['val_mean']:.4f} ± {row['val_sd']:.4f} | {per_seed} | {row['train_mean']:.4f} "
         f"| {verdict(version, row['val_mean'])} | {first['steps']:,} | {row['fit_seconds_mean']:.0f} s | {first['device']} |"
     )
-
-
-# v7's full rows need a GPU: gpu_race writes each one's record here (metrics, curve, command,
-# device, date), committed with the docs, so this command on a CPU can show them.
-RECORDS = PROJECT_ROOT / "docs" / "records"
-V7_MODES = {  # record name: how the row names it
-    "v7": "v7, the video's code",
-    "v7_repository": "v7, the repository's code (`model.attention_scale=head_size model.init=normal`)",
-}
-
-
-def gpu_v7_records(records: Path = RECORDS) -> dict[str, dict | None]:
-    """{record name: v7's full GPU row as gpu_race recorded it, or None where none was measured}."""
-    from shakegpt.bookkeeping.status import read_json_object
-
-    return {name: read_json_object(records / f"gpu_{name}.json") or None for name in V7_MODES}
 
 
 def v7_row(name: str, record: dict | None) -> str:
@@ -205,51 +149,26 @@ def recorded_curve(record: dict) -> dict[int, float]:
     return {int(step): loss for step, loss in record["curve"].items()}
 
 
-def val_curve(run_dir: Path) -> dict[int, float]:
-    """{step: validation loss} from the run's TensorBoard events."""
-    from shakegpt.bookkeeping.runs import load_run
-
-    return {step + 1: value for step, value, _ in load_run(run_dir).scalars["val/loss"]}
-
-
 def progression_figure(rows: dict[str, dict], path: Path, gpu_runs: dict[str, dict | None]) -> None:
     """Every version's validation curve (mean over seeds, band from min to max) on one figure,
     the lecture's final figure marked beside each. v7 joins with each full row measured."""
     gpu = {name: record for name, record in gpu_runs.items() if record is not None}
     rows = rows | {f"{name}, one run on {record['device']}": {"runs": [record], "val_mean": record["final_val_loss"]}
                    for name, record in gpu.items()}
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 6))
-    for version, row in rows.items():
-        curves = [recorded_curve(m) if "curve" in m else val_curve(m["run_dir"]) for m in row["runs"]]
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        values = [[c[s] for c in curves] for s in steps]
-        mean = [statistics.mean(v) for v in values]
-        (line,) = ax.plot(steps, mean, label=f"{version} ({row['val_mean']:.3f})")
-        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.15)
-        lecture = lecture_losses("v7" if version.startswith("v7") else version)["val_loss"]
-        if lecture is not None:
-            ax.plot([steps[-1]], [lecture], marker="*", markersize=13, color=line.get_color(), markeredgecolor="black")
-    ax.plot([], [], "k*", markersize=11, linestyle="none", label="the lecture's final val loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss")
-    ax.set_ylim(1.3 if gpu else 1.9, 3.5)
-    ax.set_title("The lecture's models as the video ran them: validation loss, mean of seeds (band: min to max)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    curves = [
+        mean_of_seeds(f"{version} ({row['val_mean']:.3f})",
+                      [recorded_curve(m) if "curve" in m else load_run(m["run_dir"]).curve("val/loss") for m in row["runs"]],
+                      marker=None, reference=lecture_losses("v7" if version.startswith("v7") else version)["val_loss"])
+        for version, row in rows.items()
+    ]
+    title = "The lecture's models as the video ran them: validation loss, mean of seeds (band: min to max)"
+    plot_curves(curves, path, title, ylim=(1.3 if gpu else 1.9, 3.5), reference_label="the lecture's final val loss")
 
 
 SAMPLE_LENGTH, SAMPLE_SEED = 300, 1337
 
 
-def samples_page(rows: dict[str, dict]) -> str:
+def samples_page(rows: dict[str, dict]) -> list[str]:
     """A fixed-length, fixed-seed sample from each version's best checkpoint (first seed)."""
     import io
 
@@ -257,11 +176,8 @@ def samples_page(rows: dict[str, dict]) -> str:
     from shakegpt.sampling.generate import write_samples
 
     lines = [
-        "# A sample from each version",
-        "",
         f"{SAMPLE_LENGTH} characters from each version's `best.ckpt` (its first seed's run), sampling seed "
-        f"{SAMPLE_SEED}, temperature 1, starting from a newline. Written by `python -m shakegpt.tools.reproduce`; one",
-        "of them again by hand:",
+        f"{SAMPLE_SEED}, temperature 1, starting from a newline. One of them again by hand:",
         "",
         f"    python sample.py ckpt=<run>/checkpoints/best.ckpt max_new_tokens={SAMPLE_LENGTH} seed={SAMPLE_SEED}",
     ]
@@ -277,13 +193,11 @@ def samples_page(rows: dict[str, dict]) -> str:
             text.getvalue().strip("\n"),
             "```",
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def first_val_loss(run_dir: Path) -> tuple[int, float]:
     """(step, loss) of the first logged validation loss, read from the run's TensorBoard events."""
-    from shakegpt.bookkeeping.runs import read_events
-
     step, value, _ = read_events(run_dir)[0]["val/loss"][0]
     return step + 1, value
 
@@ -305,6 +219,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 @report_user_errors  # a user error in one line; `| head` ends it quietly
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
 
     rows = run_all(args.versions, args.seeds, args.runs, args.overrides, args.jobs, train=not args.no_train)
@@ -313,11 +228,10 @@ def main(argv: list[str] | None = None) -> None:
         v7_check = run_version("v7", args.runs / "v7", V7_CPU_CHECK + args.overrides, train=not args.no_train)
         v7_check["first_step"], v7_check["first_val_loss"] = first_val_loss(args.runs / "v7")
     gpu_runs = gpu_v7_records()
-    table = results_table(rows, v7_check, args.jobs, gpu_runs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(args.out, table)
+    command = tool_command("reproduce", argv)
+    table = write_page(args.out, "Reproducing the lecture's losses", command, results_table(rows, v7_check, args.jobs, gpu_runs))
     progression_figure(rows, args.out.parent / "progression.png", gpu_runs)
-    write_text(args.out.parent / "samples.md", samples_page(rows))
+    write_page(args.out.parent / "samples.md", "A sample from each version", command, samples_page(rows))
     print(table)
 
 

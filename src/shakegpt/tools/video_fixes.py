@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -23,10 +22,11 @@ import torch
 from shakegpt.attention import DEFAULT_PROMPT, attention_maps
 from shakegpt.bookkeeping.checkpoints import load_model
 from shakegpt.bookkeeping.runs import load_run
-from shakegpt.common.atomic import save_figure, write_text
+from shakegpt.common.curves import mean_of_seeds, plot_curves
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
-from shakegpt.tools.reproduce import run_in_parallel, run_version
+from shakegpt.tools.pages import commands_section, mean_sd, tool_command, write_page
+from shakegpt.tools.runner import run_per_seed, run_version
 
 # v7's shape scaled down (6 layers of 384 -> 4 of 96, 4 heads of 24, windows of 256 -> 64),
 # its dropout and constant rate kept (the rate raised for the shorter run): about six minutes
@@ -60,9 +60,8 @@ def run_mode(name: str, seed: int, runs: Path, overrides: list[str], train: bool
     """One run: its metrics, its curves ({step: loss}) and its best checkpoint's attention entropy."""
     run_dir = runs / name.replace(" ", "_") / f"seed{seed}"
     metrics = run_version("v7", run_dir, [*SHAPE, *MODES[name][0], "threads=1", f"seed={seed}", *overrides], train)
-    scalars = load_run(run_dir).scalars
-    metrics["val"] = {step + 1: value for step, value, _ in scalars["val/loss"]}
-    metrics["train"] = {step + 1: value for step, value, _ in scalars["train/loss"]}
+    run = load_run(run_dir)
+    metrics["val"], metrics["train"] = run.curve("val/loss"), run.curve("train/loss")
     metrics["best_step"] = min(metrics["val"], key=metrics["val"].get)
     metrics["entropy"] = attention_entropy(load_model(run_dir / "checkpoints" / "best.ckpt"))
     return metrics
@@ -76,15 +75,6 @@ def attention_entropy(model) -> float:
     return float(-(rows * rows.clamp_min(1e-12).log2()).sum(-1).mean())
 
 
-def run_all(seeds: list[int], args) -> dict[str, list[dict]]:
-    results = run_in_parallel(args.jobs, {(n, s): (run_mode, n, s, args.runs, args.overrides, not args.no_train) for n in MODES for s in seeds})
-    return {n: [results[n, s] for s in seeds] for n in MODES}
-
-
-def mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
-
-
 def row_line(name: str, runs: list[dict]) -> str:
     best = [m["val"][m["best_step"]] for m in runs]
     final_val, final_train = [m["final_val_loss"] for m in runs], [m["final_train_loss"] for m in runs]
@@ -95,13 +85,10 @@ def row_line(name: str, runs: list[dict]) -> str:
     )
 
 
-def page(results: dict[str, list[dict]], seeds: list[int], argv: list[str], jobs: int) -> str:
-    lines = [
-        "# The lecture's two later fixes, measured",
-        "",
-        f"Written by `{' '.join(['python -m shakegpt.tools.video_fixes', *argv])}` on {date.today().isoformat()}. v7's",
-        f"shape scaled down, in the four combinations of the two fixes, once per seed ({', '.join(map(str, seeds))}),",
-        f"{jobs} run(s) at a time, one thread each, every run with these overrides:",
+def page(results: dict[str, list[dict]], seeds: list[int], jobs: int) -> list[str]:
+    return [
+        "v7's shape scaled down, in the four combinations of the two fixes, once per seed",
+        f"({', '.join(map(str, seeds))}), {jobs} run(s) at a time, one thread each, every run with these overrides:",
         "",
         f"    python train.py model=v7 {' '.join(SHAPE)}",
         "",
@@ -117,47 +104,27 @@ def page(results: dict[str, list[dict]], seeds: list[int], argv: list[str], jobs
         "| final train | gap | attention entropy | time per run |",
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
         *(row_line(name, runs) for name, runs in results.items()),
-        "",
-        "Commands (one per seed)",
-        "",
-        *(f"- {name}: `{m['command']}`" for name, runs in results.items() for m in runs),
+        *commands_section(results),
     ]
-    return "\n".join(lines) + "\n"
-
-
-def mean_curve(curves: list[dict[int, float]]) -> tuple[list[int], list[float]]:
-    steps = sorted(set.intersection(*(set(c) for c in curves)))
-    return steps, [statistics.mean(c[s] for c in curves) for s in steps]
 
 
 def curves_figure(results: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 6))
+    curves = []
     for name, runs in results.items():
-        (line,) = ax.plot(*mean_curve([m["val"] for m in runs]), marker=".", label=f"{name}: validation")
-        ax.plot(*mean_curve([m["train"] for m in runs]), linestyle="--", color=line.get_color(), label=f"{name}: training")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (20-batch estimate, mean of seeds)")
-    ax.set_ylim(top=min(2.6, ax.get_ylim()[1]))
-    ax.set_title("v7 scaled down: the video's code and the repository's two later fixes", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+        curves.append(mean_of_seeds(f"{name}: validation", [m["val"] for m in runs]))
+        curves.append(mean_of_seeds(f"{name}: training", [m["train"] for m in runs], linestyle="--", marker=None,
+                                    same_colour_as_previous=True))
+    plot_curves(curves, path, "v7 scaled down: the video's code and the repository's two later fixes",
+                ylabel="loss (20-batch estimate, mean of seeds)", ylim=(None, 2.6), legend_columns=2)
 
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
-    results = run_all(args.seeds, args)
-    text = page(results, args.seeds, argv, args.jobs)
-    write_text(args.out, text)
+    results = run_per_seed(args.jobs, run_mode, list(MODES), args.seeds, args.runs, args.overrides, not args.no_train)
+    title = "The lecture's two later fixes, measured"
+    text = write_page(args.out, title, tool_command("video_fixes", argv), page(results, args.seeds, args.jobs))
     curves_figure(results, args.out.with_suffix(".png"))
     print(text)
 
