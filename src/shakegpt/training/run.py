@@ -32,7 +32,7 @@ from shakegpt.training.cli import continue_command
 from shakegpt.training.distributed import job_scope, use_job_subprocess_command
 from shakegpt.training.interrupts import Interrupted, StopOnSignal, as_interrupt, record_interrupt, signals_interrupt
 from shakegpt.training.lr_finder import check_range, lr_range_test, plot_range_test
-from shakegpt.training.optimizers import check_optimizer_numbers
+from shakegpt.training.optimizers import check_optimizer_numbers, optimizer_and_schedule
 from shakegpt.training.schedules import check_schedule
 
 log = logging.getLogger(__name__)
@@ -147,13 +147,13 @@ def train(cfg: DictConfig) -> dict:
     lr = cfg.optimizer.lr
     logger = instantiate(cfg.logger)
     if cfg.lr_find or lr == "auto":
-        suggestion = find_lr(cfg, build_model(cfg, datamodule.vocab, lr=1.0), datamodule, out, logger)
+        suggestion = find_lr(cfg, build_model(cfg, datamodule.tokenizer, lr=1.0), datamodule, out, logger)
         if lr != "auto":
             return {"lr_suggestion": suggestion}
         lr = suggestion
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the same initial weights as without the test
 
-    model = build_model(cfg, datamodule.vocab, lr)
+    model = build_model(cfg, datamodule.tokenizer, lr)
     n_params = prepare_to_run(cfg, model)
     checkpoint_io = AtomicCheckpointIO()
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback is not None]
@@ -202,11 +202,13 @@ def build_model(cfg: DictConfig, tokenizer, lr: float):
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True) | {"lr": lr}
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
     # Not recursive: the optimizer's config reaches the model as a plain dict, built in
-    # configure_optimizers once the parameters exist.
-    return instantiate(
+    # configure_optimizers (by optimizer_and_schedule) once the parameters exist.
+    model = instantiate(
         cfg.model, vocab=tokenizer.chars, tokenizer=tokenizer.kind, optimizer=optimizer, scheduler=scheduler,
         _convert_="all", _recursive_=False,
     )
+    model.optimizer_and_schedule = optimizer_and_schedule
+    return model
 
 
 def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
