@@ -69,7 +69,7 @@ def loss_before_and_after(model, optimizer, steps: int, batch: int, block: int) 
 
     from shakegpt.data import random_windows, read_corpus
 
-    data = torch.tensor(model.vocab.encode(read_corpus(None)[:20_000]))
+    data = torch.tensor(model.tokenizer.encode(read_corpus(None)[:20_000]))
     generator = torch.Generator().manual_seed(0)
     x, y = random_windows(data, 8 * batch, block, generator)
     initial = model.loss(x, y).item()

@@ -65,7 +65,7 @@ def causal_softmax(scores):  # (..., T, T) -> (..., T, T), the lecture's masked 
 def test_each_row_sums_to_one_and_nothing_is_taken_from_the_future(version):
     model = tiny(version)
     tokens, maps = attention_maps(model, TEXT)
-    assert model.vocab.decode(tokens) == TEXT
+    assert model.tokenizer.decode(tokens) == TEXT
     assert len(maps) == (1 if version in ONE_LAYER else 2)
     for weights in maps:
         assert weights.shape == (2, 8, 8)  # (n_head, query, key)
@@ -78,7 +78,7 @@ def test_each_row_sums_to_one_and_nothing_is_taken_from_the_future(version):
 def test_maps_are_softmax_of_q_k_computed_by_hand_from_the_weights(version, scale):
     """The video's scores are q . k / sqrt(n_embd); model.attention_scale=head_size divides by sqrt(head_size)."""
     model = tiny(version, f"model.attention_scale={scale}")
-    idx = torch.tensor(model.vocab.encode(TEXT))
+    idx = torch.tensor(model.tokenizer.encode(TEXT))
     x = model.token_embedding.weight[idx] + model.position_embedding.weight[:8]  # (T, C)
     W = model.body.qkv.weight.detach()  # (3 * nh * hs, C): all queries, then keys, then values, head by head
     nh, hs = model.n_head, model.head_size
@@ -96,7 +96,7 @@ def test_the_recorded_weights_are_the_ones_the_forward_pass_uses(version, scale)
     """Recording swaps the fused kernel for the step-by-step softmax: the logits stay the same,
     so the maps (the command's and TensorBoard's) are the weights the model really uses."""
     model = tiny(version, f"model.attention_scale={scale}")
-    idx = torch.tensor([model.vocab.encode(TEXT)])
+    idx = torch.tensor([model.tokenizer.encode(TEXT)])
     with torch.no_grad():
         fused = model(idx)
         with recording_attention(model):
@@ -109,7 +109,7 @@ def test_rope_and_qk_norm_maps_use_the_queries_and_keys_the_module_rotated(versi
     model = tiny(version)
     block = model.body[0]
     with torch.no_grad():
-        q, k, _ = block.sa.heads(block.ln1(model.token_embedding(torch.tensor([model.vocab.encode(TEXT)]))))
+        q, k, _ = block.sa.heads(block.ln1(model.token_embedding(torch.tensor([model.tokenizer.encode(TEXT)]))))
         if version == "v10":  # QK-norm before the rotation
             q, k = block.sa.q_norm(q), block.sa.k_norm(k)
         rotated = causal_softmax(block.sa.rotary(q) @ block.sa.rotary(k).transpose(-2, -1) / 8**0.5)[0]
@@ -121,7 +121,7 @@ def test_rope_and_qk_norm_maps_use_the_queries_and_keys_the_module_rotated(versi
 
 def test_recording_off_runs_the_fused_kernel_alone_and_keeps_nothing(monkeypatch):
     model = tiny("v7")
-    idx = torch.tensor([model.vocab.encode(TEXT)])
+    idx = torch.tensor([model.tokenizer.encode(TEXT)])
     fused, calls = F.scaled_dot_product_attention, []
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or fused(*a, **kw))
     with torch.no_grad():
@@ -141,7 +141,7 @@ def test_recording_off_runs_the_fused_kernel_alone_and_keeps_nothing(monkeypatch
 def test_a_prompt_longer_than_the_block_uses_its_last_block_size_characters(capsys):
     model = tiny("v6")
     tokens, maps = attention_maps(model, DEFAULT_PROMPT)
-    assert model.vocab.decode(tokens) == DEFAULT_PROMPT[-8:]
+    assert model.tokenizer.decode(tokens) == DEFAULT_PROMPT[-8:]
     torch.testing.assert_close(maps, attention_maps(model, DEFAULT_PROMPT[-8:])[1])
     main(["--help"])
     assert "last block_size characters" in capsys.readouterr().out

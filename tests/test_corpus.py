@@ -12,7 +12,7 @@ import torch
 from shakegpt.common.errors import UserError
 from shakegpt.data import (
     ByteTokenizer,
-    CharDataModule,
+    CorpusDataModule,
     EvalBatches,
     TrainBatches,
     parse_fractions,
@@ -131,7 +131,7 @@ def test_bad_splits_are_one_line(value):
 
 
 def test_the_datamodule_cuts_train_val_test_in_order(mixed, tmp_path):
-    dm = CharDataModule(path=str(mixed), block_size=4, splits="0.9,0.05,0.05", cache_dir=str(tmp_path / "c"))
+    dm = CorpusDataModule(path=str(mixed), block_size=4, splits="0.9,0.05,0.05", cache_dir=str(tmp_path / "c"))
     whole = dm.corpus.tokens
     n = len(whole)
     assert torch.equal(torch.cat([dm.train_data, dm.val_data, dm.corpus.split("test")]), whole)
@@ -149,7 +149,7 @@ def digest(stream, n: int) -> str:
 def test_tiny_shakespeare_batches_are_the_ones_from_before_the_token_file():
     """Digests of int64 batches drawn by the datamodule that encoded the corpus into a tensor
     in memory, before the memory-mapped token file: every figure in docs/ depends on them."""
-    dm = CharDataModule(batch_size=32, block_size=64, seed=1337)
+    dm = CorpusDataModule(batch_size=32, block_size=64, seed=1337)
     assert dm.train_data.dtype == torch.uint8  # the map, not an in-memory copy
     first = iter(TrainBatches(dm.train_data, 32, 64, 1337, lambda: (0, 0)))
     later = iter(TrainBatches(dm.train_data, 32, 64, 1337, lambda: (1, 500)))

@@ -2,24 +2,24 @@ import pytest
 import torch
 
 from shakegpt.common.errors import UserError
-from shakegpt.data import CharDataModule, CharTokenizer, TrainBatches, random_windows, read_corpus
+from shakegpt.data import CharTokenizer, CorpusDataModule, TrainBatches, random_windows, read_corpus
 
 
 @pytest.fixture(scope="module")
 def shakespeare():
-    return CharDataModule(batch_size=4, block_size=8)
+    return CorpusDataModule(batch_size=4, block_size=8)
 
 
 def test_vocabulary_of_tiny_shakespeare(shakespeare):
-    assert len(shakespeare.vocab) == 65
-    assert shakespeare.vocab.chars[0] == "\n"
+    assert len(shakespeare.tokenizer) == 65
+    assert shakespeare.tokenizer.chars[0] == "\n"
 
 
 def test_encode_decode_round_trip(shakespeare):
     text = "First Citizen:\nBefore we proceed any further, hear me speak."
-    tokens = shakespeare.vocab.encode(text)
+    tokens = shakespeare.tokenizer.encode(text)
     assert all(0 <= t < 65 for t in tokens)
-    assert shakespeare.vocab.decode(tokens) == text
+    assert shakespeare.tokenizer.decode(tokens) == text
 
 
 def test_unknown_character_is_named():
@@ -32,7 +32,7 @@ def test_split_is_first_90_percent_train_last_10_val(shakespeare):
     assert len(shakespeare.train_data) == int(0.9 * n)
     assert len(shakespeare.train_data) + len(shakespeare.val_data) == n
     text = read_corpus(None)
-    assert shakespeare.vocab.decode(shakespeare.val_data[:50]) == text[int(0.9 * n) : int(0.9 * n) + 50]
+    assert shakespeare.tokenizer.decode(shakespeare.val_data[:50]) == text[int(0.9 * n) : int(0.9 * n) + 50]
 
 
 def test_batches_are_windows_with_targets_shifted_by_one(shakespeare):
@@ -42,9 +42,9 @@ def test_batches_are_windows_with_targets_shifted_by_one(shakespeare):
     assert torch.equal(x[:, 1:], y[:, :-1])
     # each row is a contiguous slice of the data followed by its next character
     full = torch.cat([x, y[:, -1:]], dim=1)
-    text = shakespeare.vocab.decode(data.tolist())
+    text = shakespeare.tokenizer.decode(data.tolist())
     for row in full:
-        assert shakespeare.vocab.decode(row.tolist()) in text
+        assert shakespeare.tokenizer.decode(row.tolist()) in text
 
 
 def batches(dm, rank, start, n):
@@ -63,8 +63,8 @@ def test_batches_depend_only_on_seed_rank_and_step(shakespeare):
 def test_other_corpus(tmp_path):
     corpus = tmp_path / "abc.txt"
     corpus.write_text("abcab" * 100)
-    dm = CharDataModule(path=str(corpus), batch_size=2, block_size=4)
-    assert dm.vocab.chars == "abc"
+    dm = CorpusDataModule(path=str(corpus), batch_size=2, block_size=4)
+    assert dm.tokenizer.chars == "abc"
 
 
 @pytest.mark.parametrize(
@@ -80,16 +80,16 @@ def test_bad_corpus_is_one_clear_error(tmp_path, content, message):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(content)
     with pytest.raises(UserError, match=message):
-        CharDataModule(path=str(corpus))
+        CorpusDataModule(path=str(corpus))
 
 
 def test_missing_corpus(tmp_path):
     with pytest.raises(UserError, match="cannot read corpus"):
-        CharDataModule(path=str(tmp_path / "nope.txt"))
+        CorpusDataModule(path=str(tmp_path / "nope.txt"))
 
 
 def test_block_size_larger_than_validation_split(tmp_path):
     corpus = tmp_path / "small.txt"
     corpus.write_text("hello world, " * 10)
     with pytest.raises(UserError, match="block_size=64"):
-        CharDataModule(path=str(corpus), block_size=64)
+        CorpusDataModule(path=str(corpus), block_size=64)

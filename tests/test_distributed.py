@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from shakegpt.data import CharDataModule
+from shakegpt.data import CorpusDataModule
 from shakegpt.bookkeeping.checkpoints import load_model
 from tests.helpers import ROOT, TINY, run_script
 
@@ -30,7 +30,7 @@ def test_ddp_cpu_trains_with_one_checkpoint_and_log_directory(tmp_path):
 
 
 def test_ranks_draw_different_batches():
-    data = CharDataModule(batch_size=4, block_size=8)
+    data = CorpusDataModule(batch_size=4, block_size=8)
     first_batch = {}
     for rank in (0, 1):
         data.trainer = SimpleNamespace(global_rank=rank, global_step=0)

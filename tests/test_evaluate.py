@@ -25,7 +25,7 @@ def test_the_loss_on_a_tiny_split_is_the_hand_computed_mean(block_size):
     text = "aababbbaab"
     p = {("a", "a"): 0.75, ("a", "b"): 0.25, ("b", "a"): 0.4, ("b", "b"): 0.6}
     by_hand = -sum(math.log(p[pair]) for pair in zip(text, text[1:])) / (len(text) - 1)
-    tokens = torch.tensor(model.vocab.encode(text))
+    tokens = torch.tensor(model.tokenizer.encode(text))
     loss, scored = split_loss(model, tokens, batch=2)
     assert scored == len(text) - 1
     assert loss == pytest.approx(by_hand, rel=1e-6)

@@ -1,23 +1,24 @@
 import pytest
 import torch
 
-from shakegpt.data import CharDataModule
+from shakegpt.data import CorpusDataModule
 from shakegpt.models.v6 import V6
 from shakegpt.training.lr_finder import lr_range_test
+from shakegpt.training.optimizers import build_optimizer
 
 
 def test_range_test_suggests_a_rate_inside_the_range_that_trains():
-    data = CharDataModule(batch_size=32, block_size=8)
+    data = CorpusDataModule(batch_size=32, block_size=8)
     torch.manual_seed(0)
-    model = V6(data.vocab.chars, 8, n_embd=32, n_head=4, n_layer=1)
+    model = V6(data.tokenizer.chars, 8, n_embd=32, n_head=4, n_layer=1)
     result = lr_range_test(model, iter(data.train_dataloader()), min_exp=-4, max_exp=0, steps=300)
     assert 1e-4 <= result.suggestion <= 1.0
     assert result.losses[0] > min(result.smoothed)  # the loss fell somewhere in the range
     assert len(result.losses) == len(result.log10_lrs) <= 300
 
     torch.manual_seed(0)
-    fresh = V6(data.vocab.chars, 8, n_embd=32, n_head=4, n_layer=1, optimizer={"_target_": "torch.optim.AdamW", "lr": result.suggestion})
-    optimizer = fresh.make_optimizer()
+    fresh = V6(data.tokenizer.chars, 8, n_embd=32, n_head=4, n_layer=1)
+    optimizer = build_optimizer(fresh, {"_target_": "torch.optim.AdamW", "lr": result.suggestion})
     batches = iter(data.train_dataloader())
     val = data.val_data.long()
     x, y = val[:-1][:4096].view(-1, 8), val[1:][:4096].view(-1, 8)

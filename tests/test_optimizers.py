@@ -5,12 +5,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning import Trainer
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError
 from shakegpt.data import CharTokenizer, read_corpus
 from shakegpt.training.lr_finder import lr_range_test
-from shakegpt.training.optimizers import MuonWithAdamW
+from shakegpt.training.optimizers import MuonWithAdamW, build_optimizer, optimizer_and_schedule
 from shakegpt.training.schedules import make_scheduler
 from tests.helpers import ROOT, TINY, loss_before_and_after, run_script
 
@@ -27,14 +28,30 @@ def build(*overrides: str, version: str = "v7", **optimizer):
     return instantiate(cfg.model, vocab=VOCAB, optimizer=settings, _convert_="all", _recursive_=False)
 
 
+def optimizer_of(model, fused: bool = True):
+    return build_optimizer(model, model.hparams.optimizer, fused=fused)
+
+
 def names(model, params) -> set[str]:
     ids = {id(p) for p in params}
     return {name for name, p in model.named_parameters() if id(p) in ids}
 
 
+def test_the_model_trains_with_the_optimizer_the_training_side_attaches():
+    model = build("optimizer=adamw")
+    with pytest.raises(RuntimeError, match="no optimizer attached"):
+        model.configure_optimizers()
+    model.trainer = Trainer(max_steps=10, logger=False, enable_checkpointing=False)
+    model.optimizer_and_schedule = optimizer_and_schedule
+    configured = model.configure_optimizers()
+    assert isinstance(configured["optimizer"], torch.optim.AdamW)
+    assert configured["lr_scheduler"]["interval"] == "step"
+    assert "optimizer_and_schedule" not in model.hparams  # checkpoints keep plain values only
+
+
 def test_muon_takes_exactly_the_hidden_matrices_and_adamw_the_rest():
     model = build()
-    optimizer = model.make_optimizer(fused=False)
+    optimizer = optimizer_of(model, fused=False)
     assert isinstance(optimizer, MuonWithAdamW)
     muon = [p for g in optimizer.muon.param_groups for p in g["params"]]
     adamw = [p for g in optimizer.adamw.param_groups for p in g["params"]]
@@ -56,7 +73,7 @@ def test_muon_takes_exactly_the_hidden_matrices_and_adamw_the_rest():
 
 def test_decay_matrices_applies_to_adamw_s_share_only():
     model = build("optimizer.decay=matrices", "optimizer.weight_decay=0.1")
-    optimizer = model.make_optimizer()
+    optimizer = optimizer_of(model)
     decays = {g["weight_decay"]: names(model, g["params"]) for g in optimizer.adamw.param_groups}
     assert decays[0.1] == {"token_embedding.weight", "position_embedding.weight", "lm_head.weight"}
     assert decays[0.0] == {name for name, p in model.named_parameters() if p.dim() == 1}
@@ -65,18 +82,18 @@ def test_decay_matrices_applies_to_adamw_s_share_only():
 
 def test_a_model_without_hidden_matrices_is_refused():
     with pytest.raises(UserError, match="optimizer=muon needs hidden weight matrices"):
-        build(version="bigram").make_optimizer()
+        optimizer_of(build(version="bigram"))
 
 
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss():
     model = build("model.dropout=0.0")
-    initial, final = loss_before_and_after(model, model.make_optimizer(), steps=25, batch=16, block=16)
+    initial, final = loss_before_and_after(model, optimizer_of(model), steps=25, batch=16, block=16)
     assert final < initial - 0.3
 
 
 def test_the_schedule_scales_both_learning_rates():
-    optimizer = build(lr=1e-3).make_optimizer()
+    optimizer = optimizer_of(build(lr=1e-3))
     schedule = make_scheduler(optimizer, 100, name="cosine", warmup_steps=10, min_lr_ratio=0.1)
     for step in range(60):
         factor = schedule.lr_lambdas[0](step)
@@ -89,11 +106,11 @@ def test_the_schedule_scales_both_learning_rates():
 
 def test_state_dict_round_trip_keeps_groups_shared():
     model = build()
-    optimizer = model.make_optimizer()
+    optimizer = optimizer_of(model)
     model.loss(*torch.randint(65, (2, 2, 16))).backward()
     optimizer.step()
     state = optimizer.state_dict()
-    fresh = build().make_optimizer()
+    fresh = optimizer_of(build())
     fresh.load_state_dict(state)
     assert fresh.param_groups == fresh.muon.param_groups + fresh.adamw.param_groups
     assert all(a is b for a, b in zip(fresh.param_groups, fresh.muon.param_groups + fresh.adamw.param_groups))

@@ -34,10 +34,37 @@ def test_sample_defaults_to_the_newest_best_checkpoint(trained_run, tmp_path, mo
 
 def test_checkpoint_alone_rebuilds_the_model(trained_run):
     model = load_model(trained_run / "checkpoints" / "best.ckpt")
-    assert len(model.vocab) == 65 and sum(p.numel() for p in model.parameters()) == 42_369
+    assert len(model.tokenizer) == 65 and sum(p.numel() for p in model.parameters()) == 42_369
     out = io.StringIO()
     write_samples(model, "", 30, num_samples=2, out=out)
     assert out.getvalue().count("-" * 40) == 1
+
+
+# Every module of shakegpt.models, a checkpoint loaded and sampled from, in a fresh process.
+LOAD_AND_SAMPLE = """
+import io, pkgutil, sys
+import shakegpt.models
+for module in pkgutil.walk_packages(shakegpt.models.__path__, "shakegpt.models."):
+    __import__(module.name)
+from shakegpt.bookkeeping.checkpoints import load_model
+from shakegpt.sampling.generate import write_samples
+write_samples(load_model(sys.argv[1]), "ROMEO:", 5, out=io.StringIO())
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_models_and_sampling_import_no_training_code():
+    """A model is a model: its optimizer and schedule are built on the training side, and the
+    training loop and Hydra stay out of loading and sampling. (torch.optim's private Muon
+    module cannot be checked here: `import torch` itself loads it for torch.optim.Muon.)"""
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SAMPLE, str(ROOT / "tests" / "data" / "v2_fb81f8b.ckpt")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    assert "shakegpt.models.v12" in loaded and "shakegpt.sampling.generate" in loaded
+    assert [name for name in loaded if name.startswith(("shakegpt.training", "hydra"))] == []
 
 
 def test_a_file_that_is_not_a_shakegpt_checkpoint(tmp_path):

@@ -58,7 +58,7 @@ def test_accelerator_auto_is_recorded_as_the_device_it_chose(tmp_path):
 
 @pytest.mark.slow
 def test_bf16_autocast_with_gradient_clipping_trains(tmp_path):
-    # Lightning refuses clipping with a fused optimizer under mixed precision: the model falls back.
+    # Lightning refuses clipping with a fused optimizer under mixed precision: the optimizer falls back to foreach.
     result = run_script(
         "train.py", "model=v6", f"hydra.run.dir={tmp_path}", *TINY,
         "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
@@ -84,13 +84,14 @@ def test_weight_decay_reaches_what_the_recipe_says(experiment, decays_vectors):
     from hydra import compose, initialize_config_dir
 
     from shakegpt.data import CharTokenizer
+    from shakegpt.training.optimizers import build_optimizer
     from shakegpt.training.run import build_model
 
     overrides = ["model=v7"] + ([f"experiment={experiment}"] if experiment else [])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides)
     model = build_model(cfg, CharTokenizer("abcdefgh"), cfg.optimizer.lr)
-    decay = {id(p): group["weight_decay"] for group in model.make_optimizer().param_groups for p in group["params"]}
+    decay = {id(p): group["weight_decay"] for group in build_optimizer(model, model.hparams.optimizer).param_groups for p in group["params"]}
     assert len(decay) == len(list(model.parameters()))
     for name, p in model.named_parameters():
         expected = cfg.optimizer.weight_decay if p.dim() >= 2 or decays_vectors else 0.0

@@ -77,7 +77,7 @@ def recording_attention(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
 def attention_maps(model, text: str) -> tuple[list[int], list[torch.Tensor]]:
     """(the tokens the model saw, one (n_head, T, T) float CPU tensor per layer) for text,
     of which the model sees the last block_size tokens, as in sampling."""
-    tokens = model.vocab.encode(text)[-model.block_size :]  # the whole prompt checked, its end used
+    tokens = model.tokenizer.encode(text)[-model.block_size :]  # the whole prompt checked, its end used
     idx = torch.tensor([tokens], device=model.device)  # (1, T)
     was_training = model.training
     model.eval()  # no dropout: the weights a prediction uses
@@ -179,11 +179,11 @@ def attention_grid(maps: list[torch.Tensor], panel: int = 128, gap: int = 4) -> 
 def attention_figure(model, text: str, title: str):
     """The figure of text's attention maps in model, titled; its prompt cut to block_size."""
     tokens, maps = attention_maps(model, text)
-    labels = token_labels(model.vocab, tokens)
+    labels = token_labels(model.tokenizer, tokens)
     shown = "".join(labels) if len(labels) <= 60 else "…" + "".join(labels[-59:])  # the tick labels show the rest
     n_layer, n_head = len(maps), maps[0].shape[0]
     heading = f"{title}\n{n_layer} layer{'s' * (n_layer > 1)} x {n_head} head{'s' * (n_head > 1)}, prompt {shown}"
-    if len(tokens) < len(model.vocab.encode(text)):
+    if len(tokens) < len(model.tokenizer.encode(text)):
         heading += f"\n(the prompt's last {len(tokens)} characters: the model's block_size)"
     return plot_attention(maps, labels, heading)
 

@@ -94,12 +94,12 @@ def inside_working_directory(path) -> bool:
 
 def split_of(model, corpus: str | None, settings: dict, split: str) -> torch.Tensor:
     """The split as the run's datamodule cut it, in the model's tokens."""
-    prepared = prepare_corpus(corpus, model.vocab.kind, settings["cache_dir"], parse_fractions(settings["splits"]))
+    prepared = prepare_corpus(corpus, model.tokenizer.kind, settings["cache_dir"], parse_fractions(settings["splits"]))
     tokens = prepared.split(split)
-    if prepared.tokenizer.chars == model.vocab.chars:
+    if prepared.tokenizer.chars == model.tokenizer.chars:
         return tokens
     # Another corpus than the model's: its characters renumbered into the model's vocabulary.
-    remap = torch.tensor(model.vocab.encode(prepared.tokenizer.chars))
+    remap = torch.tensor(model.tokenizer.encode(prepared.tokenizer.chars))
     return remap[tokens.long()]
 
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
     loss, scored, model = score_checkpoint(ckpt, options["split"], options["device"], options["corpus"], int(options["batch"]))
     print(
-        f"{options['split']}: loss {loss:.4f}, {loss / math.log(2):.4f} bits per {UNITS[model.vocab.kind]}, "
+        f"{options['split']}: loss {loss:.4f}, {loss / math.log(2):.4f} bits per {UNITS[model.tokenizer.kind]}, "
         f"over all {scored:,} positions in windows of {model.block_size} ({ckpt})"
     )
 

@@ -14,8 +14,11 @@ from shakegpt.data.batches import EvalBatches, TrainBatches
 from shakegpt.data.corpus import prepare_corpus
 from shakegpt.data.splits import parse_fractions
 
+# The splits every evaluation scores, in the order of val_dataloader's loaders.
+EVAL_SPLITS = ("train", "val")
 
-class CharDataModule(L.LightningDataModule):
+
+class CorpusDataModule(L.LightningDataModule):
     """Tiny Shakespeare (or any text file) as character or byte tokens, memory-mapped from the
     corpus cache: the first 90% to train, the last 10% to validate, unless data.splits says."""
 
@@ -35,7 +38,7 @@ class CharDataModule(L.LightningDataModule):
             check_positive_int(f"data.{name}", value)
         self.batch_size, self.block_size, self.eval_iters, self.seed = batch_size, block_size, eval_iters, seed
         self.corpus = prepare_corpus(path, tokenizer, cache_dir and Path(cache_dir), parse_fractions(splits))
-        self.vocab = self.corpus.tokenizer
+        self.tokenizer = self.corpus.tokenizer
         self.train_data, self.val_data = self.corpus.split("train"), self.corpus.split("val")
         shortest = min(len(self.train_data), len(self.val_data))
         if block_size >= shortest:
@@ -56,14 +59,15 @@ class CharDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: the lecture estimates the loss on both splits at every evaluation."""
+        data = {"train": self.train_data, "val": self.val_data}
         return [
             DataLoader(
                 EvalBatches(
-                    data, self.batch_size, self.block_size, self.eval_iters, self.seed, split_id, self._position,
-                    len(self.vocab),
+                    data[split], self.batch_size, self.block_size, self.eval_iters, self.seed, split_id, self._position,
+                    len(self.tokenizer),
                 ),
                 batch_size=None,
                 generator=torch.Generator(),
             )
-            for split_id, data in enumerate((self.train_data, self.val_data))
+            for split_id, split in enumerate(EVAL_SPLITS)
         ]

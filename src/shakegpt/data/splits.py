@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shakegpt.common.errors import UserError
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # every part a corpus is cut into; evaluations score EVAL_SPLITS
 
 
 def parse_fractions(value) -> tuple[float, float, float]:

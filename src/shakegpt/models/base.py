@@ -1,4 +1,4 @@
-"""What every version shares: the training step, the lecture's evaluation, the optimizer, generation.
+"""What every version shares: the training step, the lecture's evaluation, generation.
 
 A version subclasses LanguageModel and defines only its layers and forward(idx) -> logits.
 """
@@ -6,19 +6,14 @@ A version subclasses LanguageModel and defines only its layers and forward(idx) 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import get_class, instantiate
 
 from shakegpt.common.errors import UserError
-from shakegpt.data import make_tokenizer
-from shakegpt.training.optimizers import MuonWithAdamW
-from shakegpt.training.schedules import make_scheduler
-
-SPLITS = ("train", "val")  # the order of the datamodule's evaluation loaders
+from shakegpt.data import EVAL_SPLITS, make_tokenizer
 
 
 class DivergenceError(UserError):
@@ -34,11 +29,19 @@ class LanguageModel(L.LightningModule):
         scheduler: dict | None = None,
         tokenizer: str = "char",
     ):
+        """vocab: the tokenizer's symbols, one string; tokenizer: which kind (char or byte).
+        optimizer, scheduler: the config groups' settings the model trains with."""
         super().__init__()
         # Plain values only: checkpoints then load with torch.load(weights_only=True).
         self.save_hyperparameters()
-        self.vocab = make_tokenizer(tokenizer, vocab)  # vocab: the tokenizer's symbols, one string
+        self.tokenizer = make_tokenizer(tokenizer, vocab)
         self.block_size = block_size
+        # What turns hparams.optimizer and hparams.scheduler into torch objects lives on the
+        # training side and is handed in from outside (shakegpt.training.run.build_model does),
+        # as lightning-hydra-template hands its module the optimizer: loading or sampling a
+        # model then imports no optimizer code. An attribute, not a hyperparameter, so that
+        # checkpoints keep plain values only.
+        self.optimizer_and_schedule: Callable[[LanguageModel], dict] | None = None
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
         raise NotImplementedError
@@ -62,78 +65,27 @@ class LanguageModel(L.LightningModule):
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         x, _ = batch
-        split = SPLITS[dataloader_idx]
+        split = EVAL_SPLITS[dataloader_idx]
         # Chunks hold whole batches of equal size, so the size-weighted mean over chunks is the
         # lecture's mean over eval_iters batches.
         self.log(f"{split}/loss", self.loss(*batch), batch_size=len(x), add_dataloader_idx=False, sync_dist=True)
 
     def on_validation_epoch_end(self):
         metrics = self.trainer.callback_metrics
-        for split in SPLITS:
+        for split in EVAL_SPLITS:
             if f"{split}/loss" in metrics:
                 loss = metrics[f"{split}/loss"]
                 self.log(f"{split}/perplexity", torch.exp(loss), sync_dist=True)
                 # bits per character (per byte with data.tokenizer=byte), the unit of enwik8 and text8
                 self.log(f"{split}/bpc", loss / math.log(2), sync_dist=True)
 
-    def muon_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """The hidden 2-D weights optimizer=muon hands to Muon, by name: every trainable matrix
-        but the embeddings (token, position) and lm_head, i.e. the attention and feed-forward
-        Linear weights. Muon orthogonalises a matrix's update, which suits weights that map
-        features to features; the input and output layers (and all 1-D parameters) stay on AdamW."""
-        outer = {id(m.weight) for m in self.modules() if isinstance(m, torch.nn.Embedding)}
-        if isinstance(getattr(self, "lm_head", None), torch.nn.Module):
-            outer |= {id(p) for p in self.lm_head.parameters()}
-        return {
-            name: p
-            for name, p in self.named_parameters()
-            if p.requires_grad and p.dim() == 2 and id(p) not in outer
-        }
-
-    def parameter_groups(self, weight_decay: float, decay: str, exclude: set[int] = frozenset()) -> list[dict]:
-        """decay=all: one group, as the lecture. decay=matrices (nanoGPT): weight decay on 2-D
-        weights only; it shrinks what multiplies activations, while decaying biases and
-        LayerNorm gains only pulls them away from their useful values. exclude: ids of
-        parameters another optimizer takes (Muon's)."""
-        if decay not in ("all", "matrices"):
-            raise UserError(f"optimizer.decay must be all or matrices, got {decay}")
-        params = [p for p in self.parameters() if p.requires_grad and id(p) not in exclude]
-        if decay == "all":
-            return [{"params": params, "weight_decay": weight_decay}]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return [group for group in groups if group["params"]]
-
-    def make_optimizer(self, fused: bool = True) -> torch.optim.Optimizer:
-        """The training optimizer (config group optimizer/) without its schedule: the range test
-        sets the rate itself. fused=False turns a fused update into torch's foreach one.
-        optimizer=muon: Muon on muon_parameters(), AdamW (these settings) on the rest."""
-        settings = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "lr": 1e-3})
-        if "betas" in settings:
-            settings["betas"] = tuple(settings["betas"])
-        if not fused and settings.get("fused"):
-            settings |= {"fused": False, "foreach": True}
-        extra = {}
-        if issubclass(get_class(settings["_target_"]), MuonWithAdamW):
-            muon = self.muon_parameters()
-            if not muon:
-                raise UserError(
-                    f"optimizer=muon needs hidden weight matrices, and {type(self).__name__} has none: use optimizer=adamw"
-                )
-            extra["muon_params"] = list(muon.values())
-        exclude = {id(p) for p in extra.get("muon_params", ())}
-        groups = self.parameter_groups(settings.pop("weight_decay", 0.0), settings.pop("decay", "all"), exclude)
-        return instantiate(settings, params=groups, **extra, _convert_="all")
-
     def configure_optimizers(self):
-        # Lightning refuses gradient clipping under mixed precision when the optimizer unscales
-        # gradients itself, as fused ones do: there the update runs as foreach.
-        clipped_mixed = bool(self.trainer.gradient_clip_val) and "mixed" in str(self.trainer.precision)
-        optimizer = self.make_optimizer(fused=not clipped_mixed)
-        schedule = make_scheduler(optimizer, self.trainer.max_steps, **(self.hparams.scheduler or {}))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        if self.optimizer_and_schedule is None:
+            raise RuntimeError(
+                "no optimizer attached: build the model with shakegpt.training.run.build_model, or set "
+                "model.optimizer_and_schedule = shakegpt.training.optimizers.optimizer_and_schedule"
+            )
+        return self.optimizer_and_schedule(self)
 
     def divergence(self, what: str, step: int) -> DivergenceError:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]

@@ -6,8 +6,8 @@ from shakegpt.models.base import LanguageModel
 
 
 class Bigram(LanguageModel):
-    def __init__(self, vocab: str, block_size: int, **optimizer):
-        super().__init__(vocab, block_size, **optimizer)
+    def __init__(self, vocab: str, block_size: int, **base_settings):  # tokenizer, optimizer, scheduler
+        super().__init__(vocab, block_size, **base_settings)
         self.token_embedding = nn.Embedding(len(vocab), len(vocab))
 
     def forward(self, idx):  # (B, T) -> (B, T, vocab)

@@ -94,9 +94,9 @@ class V2(LanguageModel):
         dropout: float = 0.0,
         attention_scale: str = "n_embd",
         init: str = "pytorch",
-        **settings,
+        **base_settings,  # LanguageModel's: tokenizer, optimizer, scheduler
     ):
-        super().__init__(vocab, block_size, **settings)
+        super().__init__(vocab, block_size, **base_settings)
         check_sizes(n_embd=n_embd, n_head=n_head, n_layer=n_layer, block_size=block_size)
         if head_size is None and n_embd % n_head:
             raise UserError(f"model.n_embd={n_embd} must be divisible by model.n_head={n_head}")

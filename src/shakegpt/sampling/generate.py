@@ -25,8 +25,8 @@ def newest_checkpoint(roots=RUN_ROOTS) -> Path:
 def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num_samples) -> None:
     check_non_negative_int("max_new_tokens", max_new_tokens)
     check_positive("temperature", temperature)
-    if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= len(model.vocab)):
-        raise UserError(f"top_k must be an integer from 1 to the vocabulary size {len(model.vocab)}, got {top_k}")
+    if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= len(model.tokenizer)):
+        raise UserError(f"top_k must be an integer from 1 to the vocabulary size {len(model.tokenizer)}, got {top_k}")
     check_positive_int("num_samples", num_samples)
 
 
@@ -64,19 +64,19 @@ def write_samples(
 character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
     check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
     out = out or sys.stdout
-    tokens = model.vocab.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
+    tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
     device = model.device
     generator = torch.Generator(device).manual_seed(seed)
     start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
     stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
     if num_samples == 1:
         out.write(prompt)
-        decode = model.vocab.stream_decoder()  # bytes: a character may take several tokens
+        decode = model.tokenizer.stream_decoder()  # bytes: a character may take several tokens
         for token in stream:
             out.write(decode(token[0].tolist()))
             out.flush()
         out.write(decode([], final=True) + "\n")
         return
     generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
-    texts = [prompt + model.vocab.decode(row) for row in generated]
+    texts = [prompt + model.tokenizer.decode(row) for row in generated]
     out.write(("\n" + "-" * 40 + "\n").join(texts) + "\n")

@@ -33,6 +33,7 @@ from shakegpt.data import TrainBatches
 from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.training.devices import pick_threads
 from shakegpt.training.log_filters import quiet_lightning
+from shakegpt.training.optimizers import build_optimizer
 from shakegpt.training.run import build_model, train
 
 # Steps timed per size (after warm-up), steps per timing interval, rounds of alternating loops,
@@ -58,7 +59,7 @@ def compose_config(overrides: list[str], run_dir: Path):
 def build(cfg):
     """(datamodule, model) as train() builds them."""
     data = instantiate(cfg.data)
-    return data, build_model(cfg, data.vocab, cfg.optimizer.lr)
+    return data, build_model(cfg, data.tokenizer, cfg.optimizer.lr)
 
 
 def lecture_optimizer(model):
@@ -67,7 +68,7 @@ def lecture_optimizer(model):
 
 
 def shakegpt_optimizer(model):
-    return model.make_optimizer()
+    return build_optimizer(model, model.hparams.optimizer)
 
 
 def shakegpt_tokens_per_s(overrides: list[str], steps: int, interval: int) -> list[float]:
@@ -182,7 +183,7 @@ class ManualOptimization:
         return loss
 
     def configure_optimizers(self):
-        return self.make_optimizer()
+        return shakegpt_optimizer(self)
 
 
 def bare_lightning_ratio(overrides: list[str], steps: int, skip: int, manual: bool) -> tuple[float, int]:

@@ -46,9 +46,9 @@ print(time.perf_counter() - start, len(corpus.tokenizer), len(corpus.tokens), co
 """
 STARTUP = """
 import sys, time
-from shakegpt.data import CharDataModule
+from shakegpt.data import CorpusDataModule
 start = time.perf_counter()
-data = CharDataModule(path=sys.argv[1], cache_dir=sys.argv[2], tokenizer=sys.argv[3], batch_size=32, block_size=64)
+data = CorpusDataModule(path=sys.argv[1], cache_dir=sys.argv[2], tokenizer=sys.argv[3], batch_size=32, block_size=64)
 next(iter(data.train_dataloader()))
 print(time.perf_counter() - start)
 """

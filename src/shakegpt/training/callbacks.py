@@ -146,7 +146,7 @@ def sample_text(model, max_new_tokens: int, seed: int) -> str:
     generator = torch.Generator(model.device).manual_seed(seed)
     tokens = model.generate(start, max_new_tokens, generator=generator)[0, 1:]
     model.train(was_training)
-    return model.vocab.decode(tokens.tolist())
+    return model.tokenizer.decode(tokens.tolist())
 
 
 class AttentionImage(L.Callback):
@@ -174,12 +174,12 @@ class AttentionImage(L.Callback):
         for writer in writers:
             writer.add_image("attention/map", grid, trainer.global_step, dataformats="HWC")
             if not self.described:
-                writer.add_text("attention/prompt", describe_grid(pl_module.vocab, tokens, maps), trainer.global_step)
+                writer.add_text("attention/prompt", describe_grid(pl_module.tokenizer, tokens, maps), trainer.global_step)
         self.described = True
 
     def prompt_fits(self, model) -> bool:
         try:
-            model.vocab.encode(self.prompt)
+            model.tokenizer.encode(self.prompt)
         except UserError as exc:  # another corpus's vocabulary: say why once, and stop trying
             log.warning("attention images off: the prompt does not fit this model (%s); "
                         "set callbacks.attention_image.prompt", exc)

@@ -15,6 +15,7 @@ from shakegpt.common.atomic import save_figure
 from shakegpt.common.config import check_fraction
 from shakegpt.common.errors import UserError
 from shakegpt.training.devices import parallel_jobs, pick_threads
+from shakegpt.training.optimizers import build_optimizer
 
 # Stop once the smoothed loss exceeds this multiple of its best: the rate has blown it up.
 DIVERGENCE_FACTOR = 4.0
@@ -48,7 +49,7 @@ def lr_range_test(model, batches, min_exp=-4.0, max_exp=0.0, steps=1000, smoothi
     """Train model on batches for `steps` steps, lr from 10^min_exp to 10^max_exp (log-spaced)."""
     check_range(min_exp, max_exp, steps, smoothing)
     exponents = torch.linspace(min_exp, max_exp, steps).tolist()
-    optimizer = model.make_optimizer()
+    optimizer = build_optimizer(model, model.hparams.optimizer)
     if len({group["lr"] for group in optimizer.param_groups}) > 1:
         raise UserError(
             "the learning-rate range test sweeps one rate and this optimizer has several "

@@ -1,4 +1,8 @@
-"""Optimizers the config group optimizer/ can name besides torch's own.
+"""The optimizer and schedule a model trains with, built from its settings (config groups
+optimizer/ and scheduler/), and the optimizers those can name besides torch's own.
+
+The model only holds the settings, as plain values; this module turns them into torch objects,
+so that loading or sampling a model imports none of it.
 
 MuonWithAdamW (optimizer=muon): torch.optim.Muon on the hidden 2-D weights, torch.optim.AdamW on
 everything else (embeddings, lm_head, biases, LayerNorm), as one torch Optimizer, so Lightning's
@@ -12,9 +16,11 @@ from typing import Any, Iterable
 
 import torch
 import torch.optim._muon as torch_muon
+from hydra.utils import get_class, instantiate
 
 from shakegpt.common.config import check_fraction, check_non_negative, check_positive, check_positive_int
 from shakegpt.common.errors import UserError
+from shakegpt.training.schedules import make_scheduler
 
 
 def check_optimizer_numbers(optimizer) -> None:
@@ -35,6 +41,74 @@ def check_optimizer_numbers(optimizer) -> None:
             raise UserError(f"optimizer.betas must be two numbers in [0, 1), e.g. [0.9,0.99], got {betas}")
         for beta in betas:
             check_fraction("each of optimizer.betas", beta)
+
+
+def optimizer_and_schedule(model) -> dict:
+    """What the model's configure_optimizers returns: the optimizer its hparams.optimizer names,
+    its rate scaled at every step by the hparams.scheduler schedule. Attached to the model by
+    shakegpt.training.run.build_model."""
+    trainer = model.trainer
+    # Lightning refuses gradient clipping under mixed precision when the optimizer unscales
+    # gradients itself, as fused ones do: there the update runs as foreach.
+    clipped_mixed = bool(trainer.gradient_clip_val) and "mixed" in str(trainer.precision)
+    optimizer = build_optimizer(model, model.hparams.optimizer, fused=not clipped_mixed)
+    schedule = make_scheduler(optimizer, trainer.max_steps, **(model.hparams.scheduler or {}))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def build_optimizer(model: torch.nn.Module, settings: dict | None, fused: bool = True) -> torch.optim.Optimizer:
+    """The optimizer settings (config group optimizer/, as a plain dict) name, over the model's
+    parameters, without its schedule: the range test sets the rate itself. fused=False turns a
+    fused update into torch's foreach one. optimizer=muon: Muon on muon_parameters(model),
+    AdamW (these settings) on the rest."""
+    settings = dict(settings or {"_target_": "torch.optim.AdamW", "lr": 1e-3})
+    if "betas" in settings:
+        settings["betas"] = tuple(settings["betas"])
+    if not fused and settings.get("fused"):
+        settings |= {"fused": False, "foreach": True}
+    extra = {}
+    if issubclass(get_class(settings["_target_"]), MuonWithAdamW):
+        muon = muon_parameters(model)
+        if not muon:
+            raise UserError(
+                f"optimizer=muon needs hidden weight matrices, and {type(model).__name__} has none: use optimizer=adamw"
+            )
+        extra["muon_params"] = list(muon.values())
+    exclude = {id(p) for p in extra.get("muon_params", ())}
+    groups = parameter_groups(model, settings.pop("weight_decay", 0.0), settings.pop("decay", "all"), exclude)
+    return instantiate(settings, params=groups, **extra, _convert_="all")
+
+
+def muon_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The hidden 2-D weights optimizer=muon hands to Muon, by name: every trainable matrix
+    but the embeddings (token, position) and lm_head, i.e. the attention and feed-forward
+    Linear weights. Muon orthogonalises a matrix's update, which suits weights that map
+    features to features; the input and output layers (and all 1-D parameters) stay on AdamW."""
+    outer = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    if isinstance(getattr(model, "lm_head", None), torch.nn.Module):
+        outer |= {id(p) for p in model.lm_head.parameters()}
+    return {
+        name: p
+        for name, p in model.named_parameters()
+        if p.requires_grad and p.dim() == 2 and id(p) not in outer
+    }
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, decay: str, exclude: set[int] = frozenset()) -> list[dict]:
+    """decay=all: one group, as the lecture. decay=matrices (nanoGPT): weight decay on 2-D
+    weights only; it shrinks what multiplies activations, while decaying biases and
+    LayerNorm gains only pulls them away from their useful values. exclude: ids of
+    parameters another optimizer takes (Muon's)."""
+    if decay not in ("all", "matrices"):
+        raise UserError(f"optimizer.decay must be all or matrices, got {decay}")
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in exclude]
+    if decay == "all":
+        return [{"params": params, "weight_decay": weight_decay}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
 
 
 class MuonWithAdamW(torch.optim.Optimizer):

@@ -30,6 +30,7 @@ from shakegpt.training.interrupts import Interrupted, StopOnSignal
 from shakegpt.training.log_filters import quiet_lightning
 from shakegpt.training.lr_finder import find_lr
 from shakegpt.training.metrics import record_start, summarise
+from shakegpt.training.optimizers import optimizer_and_schedule
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
     lr = learning_rate(cfg, datamodule, out, logger)
     if cfg.lr_find and cfg.optimizer.lr != "auto":
         return {"lr_suggestion": lr}  # the range test alone
-    model = build_model(cfg, datamodule.vocab, lr)
+    model = build_model(cfg, datamodule.tokenizer, lr)
     n_params = prepare_to_run(cfg, model)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback is not None]
     checkpoint = needed_callback(callbacks, "best_checkpoint", Checkpoint, "the run's figures and best.ckpt come from it")
@@ -68,7 +69,7 @@ def learning_rate(cfg: DictConfig, datamodule, out: Path, logger) -> float:
     """optimizer.lr, or the range test's suggestion (lr_find=true, or optimizer.lr=auto)."""
     if not (cfg.lr_find or cfg.optimizer.lr == "auto"):
         return cfg.optimizer.lr
-    suggestion = find_lr(cfg, build_model(cfg, datamodule.vocab, lr=1.0), datamodule, out, logger)
+    suggestion = find_lr(cfg, build_model(cfg, datamodule.tokenizer, lr=1.0), datamodule, out, logger)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the same initial weights as without the test
     return suggestion
 
@@ -79,11 +80,13 @@ def build_model(cfg: DictConfig, tokenizer, lr: float):
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True) | {"lr": lr}
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
     # Not recursive: the optimizer's config reaches the model as a plain dict, built in
-    # configure_optimizers once the parameters exist.
-    return instantiate(
+    # configure_optimizers (by optimizer_and_schedule) once the parameters exist.
+    model = instantiate(
         cfg.model, vocab=tokenizer.chars, tokenizer=tokenizer.kind, optimizer=optimizer, scheduler=scheduler,
         _convert_="all", _recursive_=False,
     )
+    model.optimizer_and_schedule = optimizer_and_schedule
+    return model
 
 
 def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
