@@ -157,13 +157,12 @@ def test_lr_auto_with_muon_is_refused_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("shape", [(24, 8), (8, 24)])
 def test_on_a_cpu_muon_orthogonalises_in_float32_as_torch_does_in_bfloat16(shape):
-    import torch.optim._muon as torch_muon
-
     from shakegpt.training import optimizers
+    from shakegpt.training.torch_private import muon_newton_schulz
 
     grad = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     settings = ((3.4445, -4.7750, 2.0315), 5, 1e-7)
-    ours, torchs = optimizers._newton_schulz(grad, *settings), torch_muon._zeropower_via_newtonschulz(grad, *settings)
+    ours, torchs = optimizers._newton_schulz(grad, *settings), muon_newton_schulz(grad, *settings)
     assert ours.dtype == torch.float32 and ours.shape == grad.shape
     assert (ours - torchs.float()).norm() / torchs.float().norm() < 0.03  # bfloat16's rounding
     singular_values = torch.linalg.svdvals(ours)
@@ -173,7 +172,7 @@ def test_on_a_cpu_muon_orthogonalises_in_float32_as_torch_does_in_bfloat16(shape
 def test_the_float32_orthogonalisation_is_used_inside_muon_s_step_only(monkeypatch):
     import torch.optim._muon as torch_muon
 
-    from shakegpt.training import optimizers
+    from shakegpt.training import optimizers, torch_private
 
     seen, original = [], optimizers._newton_schulz
     monkeypatch.setattr(optimizers, "_newton_schulz", lambda grad, *args: seen.append(tuple(grad.shape)) or original(grad, *args))
@@ -182,4 +181,4 @@ def test_the_float32_orthogonalisation_is_used_inside_muon_s_step_only(monkeypat
     optimizer = MuonWithAdamW([torch.nn.Parameter(torch.zeros(3))], [matrix])
     optimizer.step()
     assert seen == [(6, 4)]
-    assert torch_muon._zeropower_via_newtonschulz is optimizers._bfloat16_newton_schulz  # torch's own again after the step
+    assert torch_muon._zeropower_via_newtonschulz is torch_private.muon_newton_schulz  # torch's own again after the step

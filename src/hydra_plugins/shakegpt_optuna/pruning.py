@@ -17,6 +17,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
+from hydra_plugins.shakegpt_optuna._optuna_private import running_trial
 from hydra_plugins.shakegpt_optuna._study import IN_PROCESS, open_study, quiet_optuna
 from shakegpt.bookkeeping.status import read_status, write_status
 from shakegpt.common.errors import UserError
@@ -60,8 +61,6 @@ class PruneTrial(L.Callback):
 
 def find_trial(number: int):
     """(the running trial of this sweep's study with this number, the steps it reported)."""
-    import optuna
-
     settings = HydraConfig.get().sweeper
     if "study_name" not in settings:
         raise UserError("PruneTrial (callbacks.optuna_pruning) works only in a trial of an Optuna sweep (hydra/sweeper=optuna)")
@@ -71,7 +70,7 @@ def find_trial(number: int):
         pruner = instantiate(settings.pruner) if settings.pruner else None
         study = open_study(settings.study_name, settings.storage, settings.direction, pruner=pruner, create=False)
     frozen = study.get_trials(deepcopy=False)[number]
-    return optuna.trial.Trial(study, frozen._trial_id), set(frozen.intermediate_values)
+    return running_trial(study, frozen), set(frozen.intermediate_values)
 
 
 class MarkPruned:

@@ -21,6 +21,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.shakegpt_optuna._optuna_private import running_trial
 from hydra_plugins.shakegpt_optuna._space import SearchSpace, as_override, parse_space, stored_params_problem
 from hydra_plugins.shakegpt_optuna._study import (
     IN_PROCESS,
@@ -39,11 +40,11 @@ from shakegpt.bookkeeping.status import read_status
 from shakegpt.common.atomic import write_text
 from shakegpt.common.config import check_positive_int
 from shakegpt.common.errors import UserError, one_line, report_user_errors
+from shakegpt.common.hydra_private import BASIC_LAUNCHER
 
 log = logging.getLogger(__name__)
 
 PRUNING_CALLBACK = "+callbacks.optuna_pruning"  # the override that gives a trial's job PruneTrial
-IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class OptunaSweeper(Sweeper):
@@ -170,9 +171,7 @@ class OptunaSweeper(Sweeper):
     def resume_trial(self, study, frozen):
         """A trial left running by a sweep that stopped: the same trial, run again (from its
         last.ckpt when the sweep directory is the same one and resume=auto says so)."""
-        import optuna
-
-        trial = optuna.trial.Trial(study, frozen._trial_id)
+        trial = running_trial(study, frozen)
         trial.set_user_attr(OWNER, this_process())
         log.info("trial %d: its sweep stopped while it ran; running it again", frozen.number)
         return trial
@@ -236,7 +235,7 @@ class OptunaSweeper(Sweeper):
         if not self.pruner_config:
             return False
         launcher = self.config.hydra.launcher.get("_target_")
-        if self.storage is None and launcher != IN_PROCESS_LAUNCHER:
+        if self.storage is None and launcher != BASIC_LAUNCHER:
             log.warning("pruning is off: hydra/launcher=%s runs trials in other processes, which an in-memory study cannot "
                         "reach; give it a storage (hydra.sweeper.storage=sqlite:///study.db)",
                         self.config.hydra.runtime.choices.get("hydra/launcher"))

@@ -13,17 +13,17 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 
 from shakegpt.bookkeeping.resume import config_overrides
 from shakegpt.bookkeeping.runs import load_plain
 from shakegpt.bookkeeping.status import read_json_object, read_status
+from shakegpt.common.hydra_private import basic_sweeper
 
 log = logging.getLogger(__name__)
 
 
-class ResumableSweeper(BasicSweeper):
+class ResumableSweeper(basic_sweeper()):  # Hydra's BasicSweeper (private)
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         if config.get("resume") == "auto":

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from shakegpt.attention import DEFAULT_PROMPT, attention_grid, attention_layers, attention_maps, token_labels
 from shakegpt.common.errors import UserError, quiet_stdout
+from shakegpt.training.lightning_private import RichProgressBarHooks
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def describe_grid(vocab, tokens: list[int], maps: list) -> str:
     )
 
 
-class StepProgressBar(RichProgressBar):
+class StepProgressBar(RichProgressBarHooks):
     """Rich bar counting optimizer steps to max_steps, with ETA: the training stream is
     endless, so Lightning's default shows no total and 'Epoch 0/-2'. It redraws at most every
     `min_interval` seconds: redrawing at every step of a tiny model costs more than the step."""
@@ -217,13 +218,11 @@ class StepProgressBar(RichProgressBar):
     def total_train_batches(self):
         return self.trainer.max_steps
 
-    def _get_train_description(self, current_epoch: int) -> str:
+    def train_description(self) -> str:
         return "train"
 
-    def _init_progress(self, trainer):
-        super()._init_progress(trainer)
-        if self._console is not None:
-            self._console.on_broken_pipe = functools.partial(stop_drawing, self._console)
+    def on_progress_start(self, console) -> None:
+        console.on_broken_pipe = functools.partial(stop_drawing, console)
 
 
 def stop_drawing(console) -> None:

@@ -16,7 +16,8 @@ import sys
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
-from lightning.pytorch.strategies.launchers import subprocess_script
+
+from shakegpt.training.lightning_private import set_ddp_child_command
 
 # What Lightning's launcher sets in the parent's environment for its children.
 DDP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -34,7 +35,7 @@ def job_subprocess_command(local_rank: int) -> tuple[list[str], str]:
 
 
 def use_job_subprocess_command() -> None:
-    subprocess_script._hydra_subprocess_cmd = job_subprocess_command
+    set_ddp_child_command(job_subprocess_command)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.errors import UserError
+from shakegpt.training.lightning_private import checkpoint_state, set_received_sigterm
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -99,10 +100,10 @@ class StopOnSignal(L.Callback):
         trainer = self.trainer
         self.forced = self.signum is not None
         if self.forced:
-            stop_lightning(trainer, True)
+            set_received_sigterm(trainer, True)
             return
         self.signum = signum
-        stop_lightning(trainer, not trainer.validating)
+        set_received_sigterm(trainer, not trainer.validating)
         if trainer.is_global_zero:
             after = "the evaluation in progress (again to stop now)" if trainer.validating else "this step"
             print(f"\n{signal.Signals(signum).name}: stopping after {after}, with a checkpoint", file=sys.stderr)
@@ -112,7 +113,7 @@ class StopOnSignal(L.Callback):
 
     def on_validation_start(self, trainer, pl_module):
         if self.signum is not None and not self.forced:
-            stop_lightning(trainer, False)  # let the evaluation of this step run to its end
+            set_received_sigterm(trainer, False)  # let the evaluation of this step run to its end
 
     def on_validation_end(self, trainer, pl_module):
         if self.signum is None:
@@ -121,7 +122,7 @@ class StopOnSignal(L.Callback):
             # Saved here, where Lightning's own end-of-evaluation checkpoints are: a resumed run
             # then neither repeats nor skips this evaluation's bookkeeping.
             self.save(trainer)
-        stop_lightning(trainer, True)
+        set_received_sigterm(trainer, True)
 
     def on_exception(self, trainer, pl_module, exception):
         if self.signum is not None and isinstance(exception, SIGTERMException) and self.saved_step != trainer.global_step:
@@ -130,14 +131,8 @@ class StopOnSignal(L.Callback):
     def save(self, trainer) -> None:
         # Not trainer.save_checkpoint: it ends in a barrier, which a DDP rank that stopped a step
         # later would never reach. The state is the same on every rank; the strategy writes once.
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        trainer.strategy.save_checkpoint(checkpoint, self.checkpoint)
+        trainer.strategy.save_checkpoint(checkpoint_state(trainer), self.checkpoint)
         self.saved_step = trainer.global_step
-
-
-def stop_lightning(trainer: L.Trainer, stop: bool) -> None:
-    """Raise or lower the flag on which Lightning stops at the next step or evaluation batch."""
-    trainer._signal_connector.received_sigterm = stop
 
 
 def record_interrupt(stop: Interrupted, run_dir: Path, command: str) -> None:

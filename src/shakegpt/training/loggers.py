@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import FileWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from shakegpt.common.config import flatten
@@ -34,9 +37,11 @@ class TensorBoard(TensorBoardLogger):
         params: flat scalars."""
         super().log_hyperparams(params)
         if metrics:
-            writer = self.experiment._get_file_writer()
-            for summary in hparams_summaries(params, metrics):  # the experiment, session start and end
-                writer.add_summary(summary)
+            # A writer of its own, in the run directory: the experiment's has been closed by the
+            # end of fit, and reopening it is private (SummaryWriter._get_file_writer).
+            with contextlib.closing(FileWriter(self.experiment.get_logdir())) as writer:
+                for summary in hparams_summaries(params, metrics):  # the experiment, session start and end
+                    writer.add_summary(summary)
 
     @rank_zero_only
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:

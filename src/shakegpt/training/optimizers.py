@@ -11,16 +11,15 @@ automatic optimization, checkpoints, resume and the LambdaLR schedule see a sing
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Iterable
 
 import torch
-import torch.optim._muon as torch_muon
 from hydra.utils import get_class, instantiate
 
 from shakegpt.common.config import check_fraction, check_non_negative, check_positive, check_positive_int
 from shakegpt.common.errors import UserError
 from shakegpt.training.schedules import make_scheduler
+from shakegpt.training.torch_private import muon_newton_schulz, muon_orthogonalises_with
 
 
 def check_optimizer_numbers(optimizer) -> None:
@@ -166,7 +165,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with float32_newton_schulz_on_cpu():
+        with muon_orthogonalises_with(_newton_schulz):
             self.muon.step()
         self.adamw.step()
         return loss
@@ -186,15 +185,12 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.param_groups = self.muon.param_groups + self.adamw.param_groups
 
 
-_bfloat16_newton_schulz = torch_muon._zeropower_via_newtonschulz
-
-
 def _newton_schulz(grad: torch.Tensor, ns_coefficients, ns_steps: int, eps: float) -> torch.Tensor:
     """Muon's orthogonalisation, in float32 on a CPU; torch's own (bfloat16) elsewhere. Small
     bfloat16 matmuls suit GPUs, but on CPUs they are many times slower than float32 ones (17x
     for 96 x 288 here): torch's way made each Muon step cost 3x a whole AdamW training step."""
     if grad.device.type != "cpu":
-        return _bfloat16_newton_schulz(grad, ns_coefficients, ns_steps, eps)
+        return muon_newton_schulz(grad, ns_coefficients, ns_steps, eps)
     a, b, c = ns_coefficients
     wide = grad.float() if grad.size(0) <= grad.size(1) else grad.float().T  # (rows <= cols)
     x = wide / wide.norm().clamp(min=eps)  # spectral norm at most 1
@@ -202,13 +198,3 @@ def _newton_schulz(grad: torch.Tensor, ns_coefficients, ns_steps: int, eps: floa
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x if grad.size(0) <= grad.size(1) else x.T
-
-
-@contextlib.contextmanager
-def float32_newton_schulz_on_cpu():
-    """torch.optim.Muon's steps inside orthogonalise through _newton_schulz."""
-    torch_muon._zeropower_via_newtonschulz = _newton_schulz
-    try:
-        yield
-    finally:
-        torch_muon._zeropower_via_newtonschulz = _bfloat16_newton_schulz
