@@ -22,22 +22,32 @@ def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.Complete
     )
 
 
-def kill_train_after(overrides: list[str], run_dir: Path, step: int) -> int:
+def kill_train_after(overrides: list[str], run_dir: Path, step: int, timeout: float = 120) -> int:
     """Start `train.py overrides` in run_dir, SIGKILL it once last.ckpt holds `step` or more
-    steps, and return the step its last.ckpt holds then."""
+    steps, and return the step its last.ckpt holds then. A run that ends first, or does not get
+    there within timeout seconds, fails the test saying which."""
     import signal
+    import tempfile
     import time
 
     from shakegpt.bookkeeping.checkpoints import read_checkpoint
 
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (last.exists() and read_checkpoint(last)["global_step"] >= step):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    deadline = time.time() + timeout
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while not (last.exists() and read_checkpoint(last)["global_step"] >= step):
+                if process.poll() is not None:
+                    stderr.seek(0)
+                    raise AssertionError(f"train.py ended (exit {process.returncode}) before step {step}: {stderr.read()[-2000:]}")
+                if time.time() > deadline:
+                    raise AssertionError(f"train.py did not save step {step} to {last} within {timeout} s")
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
     return read_checkpoint(last)["global_step"]
 
 
@@ -55,8 +65,10 @@ def run_cli(script: str, *args: str) -> tuple[int, str, str]:
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             runpy.run_path(str(ROOT / script), run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # as the interpreter ends: None is success, a message is printed and 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=stderr)
     finally:
         sys.argv = saved
     return code, stderr.getvalue(), stdout.getvalue()
