@@ -22,6 +22,7 @@ def test_run_cli_gives_the_exit_code_a_shell_sees(exit, code, stderr, tmp_path):
     assert run_cli(str(script))[:2] == (code, stderr)
 
 
+@pytest.mark.slow  # a train.py start
 def test_a_run_that_ends_before_its_step_is_reported_with_its_error(tmp_path):
     with pytest.raises(AssertionError, match=r"train.py ended \(exit 2\) before step 5: error: data.batch_size must be a positive integer"):
         kill_train_after(["model=v6", "data.batch_size=0"], tmp_path / "run", 5)
