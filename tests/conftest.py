@@ -1,5 +1,5 @@
-import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -8,12 +8,13 @@ from tests.helpers import TINY, run_script
 
 
 @pytest.fixture(scope="session", autouse=True)
-def corpus_cache(tmp_path_factory) -> Path:
+def corpus_cache(tmp_path_factory) -> Iterator[Path]:
     """The tests' own corpus cache (their runs inherit it): the checkout's data/cache stays
     untouched, and the tests see a first prepare as a user's first run does."""
     cache = tmp_path_factory.mktemp("corpus-cache")
-    os.environ["SHAKEGPT_CACHE"] = str(cache)
-    return cache
+    with pytest.MonkeyPatch.context() as patch:  # restored at the session's end
+        patch.setenv("SHAKEGPT_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")

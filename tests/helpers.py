@@ -22,41 +22,70 @@ def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.Complete
     )
 
 
-def kill_train_after(overrides: list[str], run_dir: Path, step: int) -> int:
+def kill_train_after(overrides: list[str], run_dir: Path, step: int, timeout: float = 120) -> int:
     """Start `train.py overrides` in run_dir, SIGKILL it once last.ckpt holds `step` or more
-    steps, and return the step its last.ckpt holds then."""
+    steps, and return the step its last.ckpt holds then. A run that ends first, or does not get
+    there within timeout seconds, fails the test saying which."""
     import signal
+    import tempfile
     import time
 
     from shakegpt.bookkeeping.checkpoints import read_checkpoint
 
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (last.exists() and read_checkpoint(last)["global_step"] >= step):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    deadline = time.time() + timeout
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while not (last.exists() and read_checkpoint(last)["global_step"] >= step):
+                if process.poll() is not None:
+                    stderr.seek(0)
+                    raise AssertionError(f"train.py ended (exit {process.returncode}) before step {step}: {stderr.read()[-2000:]}")
+                if time.time() > deadline:
+                    raise AssertionError(f"train.py did not save step {step} to {last} within {timeout} s")
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
     return read_checkpoint(last)["global_step"]
 
 
-def run_cli(script: str, *args: str) -> tuple[int, str, str]:
+def commands() -> list[str]:
+    """Every command a user runs: the scripts at the root (train.py, ...), then each module of
+    src/shakegpt with a __main__ block, as `python -m` names it (shakegpt.evaluate, ...)."""
+    modules = [
+        ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
+        for path in (ROOT / "src" / "shakegpt").rglob("*.py")
+        if 'if __name__ == "__main__":' in path.read_text()
+    ]
+    return sorted(path.name for path in ROOT.glob("*.py")) + sorted(modules)
+
+
+def run_cli(command: str, *args: str) -> tuple[int, str, str]:
     """Run an entry point in this process (fast: no second torch import); (exit code, stderr,
-    stdout). For what stops before training: error paths, sampling, reports."""
+    stdout). command: a script (train.py) or a module as after `python -m` (shakegpt.evaluate).
+    For what stops before training: error paths, sampling, reports."""
     import contextlib
     import io
     import runpy
+    import warnings
 
     saved = sys.argv
-    sys.argv = [str(ROOT / script), *args]
+    sys.argv = [str(ROOT / command) if command.endswith(".py") else "-m", *args]  # argv[0] as python sets it
     stderr, stdout = io.StringIO(), io.StringIO()
     code = 0
     try:
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
-            runpy.run_path(str(ROOT / script), run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+            if command.endswith(".py"):
+                runpy.run_path(str(ROOT / command), run_name="__main__")
+            else:  # runpy warns when an earlier test imported the module: running it again is the point
+                warnings.simplefilter("ignore", RuntimeWarning)
+                runpy.run_module(command, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:  # as the interpreter ends: None is success, a message is printed and 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=stderr)
     finally:
         sys.argv = saved
     return code, stderr.getvalue(), stdout.getvalue()

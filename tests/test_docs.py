@@ -1,14 +1,16 @@
 """Every command the README and the guide show still parses: its Hydra overrides resolve
 against conf/, its flags against the script's own parser. The docs cannot drift from the code."""
 
+import contextlib
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from shakegpt.sampling.prompt import split_prompt_args
-from tests.helpers import ROOT
+from tests.helpers import ROOT, commands
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
 
@@ -45,8 +47,13 @@ def hydra_overrides(args: list[str]) -> list[str]:
 COMMANDS = shown_commands()
 
 
-def test_the_docs_show_commands():
-    assert len(COMMANDS) > 20
+def entry_point(command: str) -> str:
+    """What a shown command runs: train.py, or shakegpt.evaluate for `python -m shakegpt.evaluate`."""
+    return next(a for a in shlex.split(command) if a.endswith(".py") or a.startswith("shakegpt."))
+
+
+def test_the_docs_show_every_command():
+    assert {entry_point(command) for _, command in COMMANDS} == set(commands())
 
 
 @pytest.mark.parametrize("doc, command", COMMANDS, ids=[c for _, c in COMMANDS])
@@ -87,15 +94,33 @@ def test_each_tool_s_docstring_names_the_file_it_writes(tool):
 
 
 def test_the_progression_figure_is_written_whole(trained_run, tmp_path, monkeypatch):
-    """Through the atomic write: a kill while saving leaves the previous figure, not half of one."""
-    from shakegpt.common import curves
+    """A kill while saving leaves the previous figure, not half of one, and no stray file."""
+    import io
+
+    from matplotlib.figure import Figure
+
     from shakegpt.tools import reproduce
 
-    saved = []
-    monkeypatch.setattr(curves, "save_figure", lambda figure, path: saved.append(path))
     rows = {"v6": {"runs": [{"run_dir": trained_run}], "val_mean": 2.0}}
-    reproduce.progression_figure(rows, tmp_path / "progression.png", {"v7": None})
-    assert saved == [tmp_path / "progression.png"]
+    out = tmp_path / "progression.png"
+    out.write_bytes(b"the previous figure")
+    savefig = Figure.savefig
+
+    def killed_halfway(figure, target, **kwargs):  # writes the first half of the PNG, then Ctrl-C
+        png = io.BytesIO()
+        savefig(figure, png, **kwargs)
+        with open(target, "wb") if isinstance(target, (str, Path)) else contextlib.nullcontext(target) as f:
+            f.write(png.getvalue()[: len(png.getvalue()) // 2])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Figure, "savefig", killed_halfway)
+        with pytest.raises(KeyboardInterrupt):
+            reproduce.progression_figure(rows, out, {"v7": None})
+    assert out.read_bytes() == b"the previous figure"
+    assert list(tmp_path.iterdir()) == [out]
+    reproduce.progression_figure(rows, out, {"v7": None})
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.read_bytes()[-8:-4] == b"IEND"  # whole
 
 
 def test_v7_s_rows_are_read_from_their_gpu_records_and_say_not_measured_without_one(tmp_path):

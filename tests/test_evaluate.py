@@ -56,7 +56,7 @@ def test_the_command_scores_a_run_s_validation_split(trained_run, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["split=dev"], "error: split must be one of train, val, test, got dev"),
-    (["ckpt"], "error: unknown argument ckpt; the options are"),
+    (["ckpt"], "error: expected name=value, got 'ckpt' (python -m shakegpt.evaluate --help)"),
     (["ckpt=/no/such.ckpt"], "error: checkpoint /no/such.ckpt does not exist"),
 ])
 def test_wrong_input_is_one_line(args, message, capsys):

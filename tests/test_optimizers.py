@@ -150,7 +150,7 @@ def test_train_py_with_muon_finishes_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_lr_auto_with_muon_is_refused_in_one_line(tmp_path):
     result = run_script("train.py", "model=v7", "optimizer=muon", *SMALL, "optimizer.lr=auto", f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0
+    assert result.returncode == 2  # a user error
     assert "sweeps one rate" in result.stderr
     assert "Traceback" not in result.stderr
 

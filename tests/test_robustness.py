@@ -12,7 +12,7 @@ import torch
 
 from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, read_checkpoint
 from shakegpt.common.errors import UserError
-from tests.helpers import ROOT, TINY, kill_train_after, run_cli, run_script
+from tests.helpers import ROOT, TINY, commands, kill_train_after, run_cli, run_script
 
 
 def assert_nothing_written(run_dir):
@@ -319,13 +319,33 @@ def test_a_closed_output_pipe_ends_a_command_quietly(monkeypatch):
     assert exit.value.code == 141
 
 
-@pytest.mark.parametrize("module", [
-    "shakegpt.evaluate", "shakegpt.tools.bench", "shakegpt.tools.cpu_race", "shakegpt.tools.gpu_race",
-    "shakegpt.tools.model_diff", "shakegpt.tools.pruning", "shakegpt.tools.reproduce",
-])
-def test_every_command_reports_user_errors_in_one_line(module):
-    main = __import__(module, fromlist=["main"]).main
-    assert main.__wrapped__.__module__ == module  # wrapped by report_user_errors
+# A user error each command meets as it reads its command line. The others read theirs with
+# argparse: their parser is made to raise one, standing for any their work raises.
+USER_ERRORS = {
+    "train.py": (["model=v6", "data.batch_size=0"], "error: data.batch_size must be a positive integer, got 0"),
+    "sample.py": (["ckpt=/no/such.ckpt", "devcie=cpu"], "error: unknown option devcie; the options are "),
+    "shakegpt.evaluate": (["ckpt=/no/such.ckpt", "split=dev"], "error: split must be one of train, val, test, got dev"),
+    "shakegpt.attention": (["ckpt=/no/such.ckpt", "prompt="], "error: the prompt is empty: give prompt=<text> or prompt_file=<path>"),
+}
+
+
+@pytest.mark.parametrize("command", commands())
+def test_every_command_reports_user_errors_in_one_line(command, monkeypatch, tmp_path):
+    """`python <script>` or `python -m <module>` as typed: one line on stderr, exit code 2."""
+    import argparse
+
+    args, message = USER_ERRORS.get(command, ([], "error: a user error, raised as the arguments are read"))
+
+    def parse_args(*_, **__):
+        raise UserError(message.removeprefix("error: "))
+
+    if command not in USER_ERRORS:  # (Hydra reads train.py's and sample.py's with argparse too)
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    monkeypatch.chdir(tmp_path)  # anything a command would write lands here (train.py's outputs/)
+    code, stderr, stdout = run_cli(command, *args)
+    assert code == 2
+    assert stderr.startswith(message) and stderr.count("\n") == 1, stderr
+    assert stdout == ""
 
 
 @pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="this machine has a GPU")

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from shakegpt.bookkeeping.report import load_run
 from tests.helpers import ROOT, TINY, run_script
 
 
@@ -45,6 +46,9 @@ def test_final_evaluation_when_steps_are_not_a_multiple_of_the_interval(tmp_path
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 25
+    val_loss = {step + 1: value for step, value, _ in load_run(tmp_path).scalars["val/loss"]}  # logged at step - 1
+    assert list(val_loss) == [10, 20, 25]  # every 10 steps, then after the last
+    assert metrics["final_val_loss"] == pytest.approx(val_loss[25])  # the final figures are step 25's
 
 
 def test_accelerator_auto_is_recorded_as_the_device_it_chose(tmp_path):
@@ -52,7 +56,7 @@ def test_accelerator_auto_is_recorded_as_the_device_it_chose(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["accelerator"] == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert metrics["device"] != "auto" and metrics["device"].startswith("cpu" if metrics["accelerator"] == "cpu" else "")
+    assert metrics["device"] == (f"{torch.cuda.get_device_name(0)} x1" if torch.cuda.is_available() else "cpu, 1 thread")
     assert f"device: {metrics['device']}" in run_script("report.py", str(tmp_path)).stdout
 
 

@@ -33,6 +33,7 @@ import torch
 
 from shakegpt.common.atomic import save_figure
 from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.options import read_options
 from shakegpt.models.v2 import CausalSelfAttention
 from shakegpt.bookkeeping.checkpoints import load_model
 from shakegpt.sampling.generate import newest_checkpoint, pick_device
@@ -189,16 +190,12 @@ def attention_figure(model, text: str, title: str):
 
 
 def parse_options(argv: list[str]) -> dict:
-    """argv without the program name -> the options; prompt= and prompt_file= as sample.py reads them."""
+    """argv without the program name -> the options; prompt= and prompt_file= as sample.py reads
+    them (a flag such as --help also ends a prompt). --help prints the usage and exits."""
     rest, prompt, prompt_file = split_prompt_args(["attention", *argv])
-    options = dict(OPTIONS, prompt=prompt, prompt_file=prompt_file)
-    for arg in rest[1:]:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in OPTIONS:
-            names = ", ".join(f"{name}=" for name in (*OPTIONS, "prompt", "prompt_file"))
-            raise UserError(f"unknown argument {arg}; the options are {names} (python -m shakegpt.attention --help)")
-        options[key] = value
-    return options
+    known = dict(OPTIONS, prompt=None, prompt_file=None)  # listed in the message, taken out above
+    options = read_options(rest[1:], known, "python -m shakegpt.attention", __doc__)
+    return dict(options, prompt=prompt, prompt_file=prompt_file)
 
 
 def prompt_text(prompt: str | None, prompt_file: str | None) -> str:
@@ -219,11 +216,7 @@ def default_out(ckpt: Path) -> Path:
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):  # a flag also ends a prompt, as in sample.py
-        print(__doc__)
-        return
-    options = parse_options(argv)
+    options = parse_options(sys.argv[1:] if argv is None else argv)
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
     text = prompt_text(options["prompt"], options["prompt_file"])
     model = load_model(ckpt).to(pick_device(options["device"]))

@@ -2,6 +2,13 @@
 
     python -m shakegpt.evaluate ckpt=<run>/checkpoints/best.ckpt [split=val|train|test] [corpus=<file>] [device=auto]
 
+ckpt=<path>      checkpoint to score (default: the newest best.ckpt under outputs/ or multirun/)
+split=S          train, val (the default) or test, as the run's data.splits cut them
+corpus=<file>    score on this text file instead of the run's corpus (needed when the run's
+                 corpus lies outside this directory)
+device=D         auto (the default: CUDA, else mps, else CPU), cpu, cuda, cuda:N or mps
+batch=N          windows per forward pass (default 64; fewer take less memory)
+
 The split (the run's own: its corpus, tokenizer and data.splits, read from the run directory)
 is cut into consecutive windows of the model's block_size; every position is predicted once,
 from the earlier positions of its window. The result is the mean cross-entropy over all of
@@ -22,6 +29,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.options import read_options
 from shakegpt.data import SPLITS, parse_fractions, prepare_corpus
 from shakegpt.bookkeeping.checkpoints import load_model, shown
 from shakegpt.sampling.generate import newest_checkpoint, pick_device
@@ -115,12 +123,8 @@ def score_checkpoint(ckpt: Path, split: str = "val", device: str = "auto", corpu
 
 
 def parse_options(argv: list[str]) -> dict:
-    options = dict(OPTIONS)
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in OPTIONS:
-            raise UserError(f"unknown argument {arg}; the options are {', '.join(f'{k}=' for k in OPTIONS)} (see --help)")
-        options[key] = value
+    """argv without the program name -> the options, checked; --help prints the usage and exits."""
+    options = read_options(argv, OPTIONS, "python -m shakegpt.evaluate", __doc__)
     if options["split"] not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {options['split']}")
     if not options["batch"].isdigit() or int(options["batch"]) < 1:
@@ -130,11 +134,7 @@ def parse_options(argv: list[str]) -> dict:
 
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return
-    options = parse_options(argv)
+    options = parse_options(sys.argv[1:] if argv is None else argv)
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
     loss, scored, model = score_checkpoint(ckpt, options["split"], options["device"], options["corpus"], int(options["batch"]))
     print(

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from shakegpt.common.errors import UserError
+from shakegpt.common.options import unknown_option
 from shakegpt.data import decode_utf8, read_bytes
 
 # An option is `name=value` (`+name=`, `~name=`, dotted names) or a flag such as `--help`, `-c`.
@@ -57,4 +58,4 @@ def check_options(args: list[str], known: set[str]) -> None:
     for word in args:
         name = word.partition("=")[0]
         if "=" in word and not name.startswith(("hydra", "+", "~")) and name not in known:
-            raise UserError(f"unknown option {name}; the options are {', '.join(sorted(known))} (python sample.py --help)")
+            raise unknown_option(name, known, "python sample.py")
