@@ -14,14 +14,17 @@ from shakegpt.bookkeeping.checkpoints import load_model
 from shakegpt.sampling.generate import newest_checkpoint, pick_device, write_samples
 from shakegpt.sampling.prompt import check_options, read_prompt, split_prompt_args
 
-PROMPT_ARGS = (None, None)  # (prompt=, prompt_file=) as typed, taken out of argv before Hydra reads it
+# (prompt=, prompt_file=) as typed, taken out of argv before Hydra reads it; when either is typed
+# the pair replaces conf/sample.yaml's.
+PROMPT_ARGS = (None, None)
 CONFIG = Path(__file__).parent / "conf" / "sample.yaml"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
 @report_user_errors
 def main(cfg) -> None:
-    prompt = read_prompt(*PROMPT_ARGS)
+    typed = any(arg is not None for arg in PROMPT_ARGS)
+    prompt = read_prompt(*(PROMPT_ARGS if typed else (cfg.prompt, cfg.prompt_file)))
     device = pick_device(cfg.device)
     model = load_model(cfg.ckpt or newest_checkpoint()).to(device)
     write_samples(model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed, cfg.num_samples)

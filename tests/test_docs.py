@@ -151,3 +151,68 @@ def test_the_committed_v7_record_is_the_h200_run_of_gpu_race_md():
     name = "v7" if "| v7_repository |" not in gpu_race else "v7_repository"  # the name before the video's row existed
     assert f"| {name} | 1.4873 | val {record['best_val_loss']:.4f} at step {record['best_step']}" in gpu_race
     assert f"| {record['final_val_loss']:.4f} ({record['final_train_loss']:.4f}) | {record['full_val']:.4f} |" in gpu_race
+
+
+# What the docs cite from the source, checked (README.md and every docs/*.md page):
+# - every path starting src/ exists, as a file or a directory;
+# - every backticked dotted name starting shakegpt. or hydra_plugins. imports as a module, or is
+#   an attribute of the longest prefix that does;
+# - in a paragraph that cites a src/ path, every backticked bare Python name is defined somewhere
+#   under src/ (def, class, a module-level assignment or self.<name> =) or is a key in conf/ (a
+#   setting, such as `block_size`).
+CITING_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SRC_PATH = re.compile(r"(?<![\w/.-])src/[\w./-]*[\w/]")
+DOTTED_NAME = re.compile(r"`((?:shakegpt|hydra_plugins)(?:\.\w+)+)(?:\(\))?`")
+BARE_NAME = re.compile(r"`([A-Za-z_]\w*)(?:\(\))?`")
+
+
+def paragraphs(text: str) -> list[str]:
+    return re.split(r"\n\s*\n", text)
+
+
+def citation_problems(text: str, src_text: str, conf_keys: set[str]) -> list[str]:
+    """What a doc's text cites from src/ that does not exist (the checks listed above)."""
+    import importlib
+
+    problems = [f"no such path {path}" for path in SRC_PATH.findall(text) if not (ROOT / path).exists()]
+    for dotted in DOTTED_NAME.findall(text):
+        parts, found = dotted.split("."), None
+        for cut in range(len(parts), 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute, None)
+        if found is None:
+            problems.append(f"no such name {dotted}")
+    for paragraph in paragraphs(text):
+        if not SRC_PATH.search(paragraph):
+            continue
+        for name in BARE_NAME.findall(paragraph):
+            defined = rf"^\s*(def|class)\s+{name}\b|^{name}\s*[:=]|self\.{name}\s*[:=]"
+            if name not in conf_keys and not re.search(defined, src_text, re.M):
+                problems.append(f"`{name}` is not defined under src/ (in: {SRC_PATH.findall(paragraph)})")
+    return problems
+
+
+def source_and_settings() -> tuple[str, set[str]]:
+    src_text = "\n".join(path.read_text() for path in sorted((ROOT / "src").rglob("*.py")))
+    conf_text = "\n".join(path.read_text() for path in sorted((ROOT / "conf").rglob("*.yaml")))
+    return src_text, set(re.findall(r"(?:^\s*|[{,]\s*)([A-Za-z_]\w*):", conf_text, re.M))
+
+
+@pytest.mark.parametrize("doc", CITING_DOCS, ids=lambda path: path.name)
+def test_what_the_docs_cite_from_src_exists(doc):
+    assert citation_problems(doc.read_text(), *source_and_settings()) == []
+
+
+def test_a_citation_of_a_gone_path_or_name_is_found():
+    src_text, conf_keys = source_and_settings()
+    bad = ("`src/shakegpt/data.py` builds the vocabulary (`Vocabulary`), `random_windows` draws\n"
+           "batches of `block_size`; `shakegpt.data.Vocabulary` and `shakegpt.nothing`.")
+    assert citation_problems(bad, src_text, conf_keys) == [
+        "no such path src/shakegpt/data.py", "no such name shakegpt.data.Vocabulary", "no such name shakegpt.nothing",
+        "`Vocabulary` is not defined under src/ (in: ['src/shakegpt/data.py'])",
+    ]

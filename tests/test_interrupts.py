@@ -197,8 +197,8 @@ def test_resume_auto_finds_the_newest_unfinished_sweep_of_the_same_command(tmp_p
     make_sweep("c", ["model=v6", "data.block_size=8,16"], "finished")
     make_sweep("d", ["model=v5", "data.block_size=8,16"], "running")
     wanted = ["-m", "data.block_size=8,16", "model=v6", "resume=auto"]
-    assert find_unfinished_sweep(wanted, tmp_path / "multirun") == newest
-    assert find_unfinished_sweep(["-m", "model=v4"], tmp_path / "multirun") is None
+    assert find_unfinished_sweep(wanted, tmp_path / "multirun", "*/*") == newest
+    assert find_unfinished_sweep(["-m", "model=v4"], tmp_path / "multirun", "*/*") is None
 
 
 def mount_tiny_tmpfs(path, size="1200k") -> bool:

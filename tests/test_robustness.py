@@ -257,8 +257,8 @@ def test_resume_auto_finds_the_newest_unfinished_run_of_the_same_command(tmp_pat
     make_run("c", ["model=v6"], "finished")
     make_run("d", ["model=v5"], "running")
     make_run("e", ["model=v6"], "running", with_checkpoint=False)
-    assert find_unfinished_run(["model=v6", "resume=auto"], tmp_path / "outputs") == newest
-    assert find_unfinished_run(["model=v4"], tmp_path / "outputs") is None
+    assert find_unfinished_run(["model=v6", "resume=auto"], tmp_path / "outputs", "*/*") == newest
+    assert find_unfinished_run(["model=v4"], tmp_path / "outputs", "*/*") is None
 
 
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, trained_run, monkeypatch):

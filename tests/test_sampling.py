@@ -132,6 +132,28 @@ def test_prompt_file(any_text_checkpoint, tmp_path):
     assert stdout == text + "\n"
 
 
+def sample_config_with(tmp_path, **values):
+    """A copy of conf/sample.yaml with these keys set, for --config-path."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(ROOT / "conf" / "sample.yaml")
+    config.merge_with(values)
+    OmegaConf.save(config, tmp_path / "sample.yaml")
+    return f"--config-path={tmp_path}"
+
+
+def test_the_configs_prompt_is_used_unless_the_command_line_gives_one(any_text_checkpoint, tmp_path):
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("from the file", encoding="utf-8")
+    configured = sample_config_with(tmp_path, prompt="ROMEO:\\n")  # escapes as typed: ROMEO: and a newline
+    base = ["--config-name=sample", f"ckpt={any_text_checkpoint}", "max_new_tokens=0"]
+    assert run_cli("sample.py", configured, *base)[2] == "ROMEO:\n\n"
+    assert run_cli("sample.py", configured, *base, "prompt=JULIET:")[2] == "JULIET:\n"
+    assert run_cli("sample.py", configured, *base, f"prompt_file={prompt_file}")[2] == "from the file\n"
+    from_file = sample_config_with(tmp_path, prompt_file=str(prompt_file))
+    assert run_cli("sample.py", from_file, *base)[2] == "from the file\n"
+
+
 @pytest.mark.parametrize(
     "content, message",
     [(None, "error: cannot read prompt file {path}: No such file or directory"),

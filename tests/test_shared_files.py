@@ -255,7 +255,7 @@ def test_malformed_saved_overrides_are_passed_over_by_resume_and_one_line_for_re
     shutil.copytree(trained_run, run_dir)
     (run_dir / "status.json").write_text('{"state": "interrupted"}')
     (run_dir / ".hydra" / "overrides.yaml").write_text(content)
-    assert find_unfinished_run(["model=v6"], tmp_path / "outputs") is None
+    assert find_unfinished_run(["model=v6"], tmp_path / "outputs", "*/*") is None
     code, stderr, _ = run_cli("report.py", str(run_dir))
     assert code == 2 and stderr == (
         f"error: {run_dir / '.hydra' / 'overrides.yaml'} is not a list of overrides Hydra wrote; the run directory is damaged\n"

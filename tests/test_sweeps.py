@@ -217,9 +217,18 @@ def test_an_in_memory_study_cannot_prune_trials_in_other_processes_and_says_so(t
     (["optimizer.lr=tag(log, interval(0, 1))"], "error: search space: optimizer.lr: a log interval must start above 0"),
     (["hydra.sweeper.sampler._target_=optuna.samplers.Nope"], "error: hydra.sweeper.sampler: cannot build optuna.samplers.Nope"),
     (["resume=auto"], "error: resume=auto continues an Optuna study only from a storage"),
+    (["+hydra.sweeper.max_batch_size=2"], "error: hydra.sweeper.max_batch_size is the basic sweeper's setting"),
 ])
 def test_bad_optuna_settings_are_one_line_errors(tmp_path, overrides, message):
     code, stderr, _ = run_cli("train.py", "-m", f"hydra.sweep.dir={tmp_path}", *TINY, "hydra/sweeper=optuna", *overrides)
     assert code == 2, stderr
     assert message in stderr and "Traceback" not in stderr
     assert len([line for line in stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_a_search_space_file_refuses_the_basic_sweepers_batch_size(tmp_path):
+    # hparams_search=<name> leaves the basic sweeper's max_batch_size (null) in the sweeper's
+    # settings; set, it would do nothing, so it is an error.
+    code, stderr, _ = run_cli("train.py", "-m", f"hydra.sweep.dir={tmp_path}", *TINY, "hparams_search=lr",
+                              "hydra.sweeper.max_batch_size=2")
+    assert code == 2 and "error: hydra.sweeper.max_batch_size is the basic sweeper's setting" in stderr, stderr

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from shakegpt.bookkeeping.report import load_run
+from shakegpt.bookkeeping.runs import load_run
 from tests.helpers import ROOT, TINY, run_script
 
 

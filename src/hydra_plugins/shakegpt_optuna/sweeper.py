@@ -51,8 +51,10 @@ class OptunaSweeper(Sweeper):
     def __init__(self, direction: str, study_name: str, storage: str | None, n_trials: int, n_jobs: int,
                  sampler: DictConfig | None, pruner: DictConfig | None, custom_search_space: str | None,
                  params: DictConfig | None, max_batch_size: int | None = None):
-        # max_batch_size: the basic sweeper's setting, left in the node when hparams_search=<name>
-        # puts this sweeper's settings over it (see conf/hparams_search/_empty.yaml); unused.
+        # max_batch_size: the basic sweeper's setting, left in the node (as null) when
+        # hparams_search=<name> puts this sweeper's settings over it (conf/hparams_search/_empty.yaml);
+        # a value would do nothing here, so check_settings refuses it.
+        self.max_batch_size = max_batch_size
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.sampler_config, self.pruner_config = sampler, pruner
@@ -89,6 +91,9 @@ class OptunaSweeper(Sweeper):
     def check_settings(self) -> None:
         check_positive_int("hydra.sweeper.n_trials", self.n_trials)
         check_positive_int("hydra.sweeper.n_jobs", self.n_jobs)
+        if self.max_batch_size is not None:
+            raise UserError("hydra.sweeper.max_batch_size is the basic sweeper's setting; the Optuna sweeper "
+                            "launches hydra.sweeper.n_jobs trials at a time")
         if self.direction not in ("minimize", "maximize"):
             raise UserError(f"hydra.sweeper.direction must be minimize or maximize, got {self.direction}")
         if not self.study_name:

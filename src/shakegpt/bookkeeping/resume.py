@@ -12,10 +12,10 @@ from shakegpt.bookkeeping.checkpoints import check_resumable
 from shakegpt.bookkeeping.runs import is_override_list, load_plain
 from shakegpt.bookkeeping.status import read_status
 from shakegpt.common.errors import UserError
+from shakegpt.common.run_dirs import dir_template, split_template
 
 log = logging.getLogger(__name__)
 
-RUN_ROOT, SWEEP_ROOT = Path("outputs"), Path("multirun")
 # Overrides that say how to run, not what to train: a run resumed with them is the same run.
 # (Flags such as -m are not overrides.)
 # How a command ran, not what it trained: hydra/... picks a sweeper or launcher, which a run's
@@ -51,9 +51,10 @@ def newest_unfinished(candidates, read_overrides, overrides: list[str], age) -> 
     return max(same, key=age, default=None)
 
 
-def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | None:
-    """The unfinished run of these overrides under root with the newest last checkpoint."""
-    runs = (status_file.parent for status_file in root.glob("*/*/status.json"))
+def find_unfinished_run(overrides: list[str], root: Path, pattern: str) -> Path | None:
+    """The unfinished run of these overrides among root's directories that match pattern (as
+    hydra.run.dir names them), the one with the newest last checkpoint."""
+    runs = (status_file.parent for status_file in root.glob(f"{pattern}/status.json"))
     candidates = (
         (run, run / ".hydra" / "overrides.yaml")
         for run in runs
@@ -62,9 +63,10 @@ def find_unfinished_run(overrides: list[str], root: Path = RUN_ROOT) -> Path | N
     return newest_unfinished(candidates, load_plain, overrides, age=lambda run: last_checkpoint(run).stat().st_mtime)
 
 
-def find_unfinished_sweep(overrides: list[str], root: Path = SWEEP_ROOT) -> Path | None:
-    """The sweep of these overrides under root that did not end, newest first."""
-    candidates = ((saved.parent, saved) for saved in root.glob("*/*/multirun.yaml"))
+def find_unfinished_sweep(overrides: list[str], root: Path, pattern: str) -> Path | None:
+    """The sweep of these overrides among root's directories that match pattern (as
+    hydra.sweep.dir names them) that did not end, the newest."""
+    candidates = ((saved.parent, saved) for saved in root.glob(f"{pattern}/multirun.yaml"))
     return newest_unfinished(
         candidates, lambda saved: load_plain(saved)["hydra"]["overrides"]["task"], overrides,
         age=lambda sweep: (sweep / "multirun.yaml").stat().st_mtime,
@@ -73,16 +75,18 @@ def find_unfinished_sweep(overrides: list[str], root: Path = SWEEP_ROOT) -> Path
 
 def with_resume_dir(argv: list[str]) -> list[str]:
     """train.py's argv, with hydra.run.dir (hydra.sweep.dir for -m) pointing at the run (sweep)
-    that resume=auto continues, when one exists and the command names no directory itself."""
+    that resume=auto continues, when one exists and the command names no single directory
+    itself. Searched where the command's directory setting (or conf/config.yaml's) puts runs."""
     args = argv[1:]
     if "resume=auto" not in args:
         return argv
-    multirun = "-m" in args or "--multirun" in args
-    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    if any(a.startswith(key) for a in args):
+    root, pattern = split_template(dir_template(args))
+    if not pattern:  # one directory, named: the run continues there (train_job's resume_from)
         return argv
-    found = find_unfinished_sweep(args) if multirun else find_unfinished_run(args)
-    return argv if found is None else [*argv, f"{key}{found}"]
+    multirun = "-m" in args or "--multirun" in args
+    found = (find_unfinished_sweep if multirun else find_unfinished_run)(args, root, pattern)
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    return argv if found is None else [*(a for a in argv if not a.startswith(key)), f"{key}{found}"]
 
 
 def resume_from(cfg: DictConfig, out: Path, model) -> tuple[str | None, int]:

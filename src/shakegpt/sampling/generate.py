@@ -9,16 +9,19 @@ import torch
 
 from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int
 from shakegpt.common.errors import UserError
+from shakegpt.common.run_dirs import run_roots
 from shakegpt.models.base import LanguageModel
 
-RUN_ROOTS = ("outputs", "multirun")
 
 
-def newest_checkpoint(roots=RUN_ROOTS) -> Path:
-    """The most recently written best.ckpt under the run directories."""
+def newest_checkpoint(roots: tuple[Path, ...] | None = None) -> Path:
+    """The most recently written best.ckpt under the run and sweep roots (conf/config.yaml's)."""
+    roots = roots or run_roots()
     found = [p for root in roots for p in Path(root).glob("**/checkpoints/best.ckpt")]
     if not found:
-        raise UserError(f"no checkpoint found under {' or '.join(roots)}/: train a model first, or pass ckpt=<path>")
+        where = " or ".join(f"{root}/" for root in roots)
+        raise UserError(f"no checkpoint found under {where} (conf/config.yaml's hydra.run.dir and hydra.sweep.dir): "
+                        "train a model first, or pass ckpt=<path>")
     return max(found, key=lambda p: p.stat().st_mtime)
 
 

@@ -44,12 +44,13 @@ def split_prompt_args(argv: list[str]) -> tuple[list[str], str | None, str | Non
 
 
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
-    """The text to continue: prompt= with its escapes, or prompt_file= read as UTF-8, or ''."""
+    """The text to continue: prompt= with its escapes, or prompt_file= read as UTF-8, or ''.
+    (A value from conf/sample.yaml may be a number: it is read as the text it was written as.)"""
     if prompt is not None and prompt_file is not None:
         raise UserError("give prompt= or prompt_file=, not both")
     if prompt_file is None:
-        return unescape(prompt or "")
-    path = Path(prompt_file)
+        return unescape("" if prompt is None else str(prompt))
+    path = Path(str(prompt_file))
     return decode_utf8(read_bytes(path, "prompt file"), path, "prompt file")
 
 
@@ -57,5 +58,5 @@ def check_options(args: list[str], known: set[str]) -> None:
     """A misspelt option is one line naming the options (Hydra's own message takes five)."""
     for word in args:
         name = word.partition("=")[0]
-        if "=" in word and not name.startswith(("hydra", "+", "~")) and name not in known:
+        if "=" in word and not name.startswith(("hydra", "+", "~", "-")) and name not in known:  # -: Hydra's flags
             raise unknown_option(name, known, "python sample.py")

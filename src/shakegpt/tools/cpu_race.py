@@ -17,9 +17,9 @@ from pathlib import Path
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.pages import tool_command, write_page
+from shakegpt.tools.race import CPU_TARGET as TARGET
 from shakegpt.tools.race import curve_lines, first_at_target, race
 
-TARGET = 1.88  # nanoGPT's own script ran its CPU recipe to val 1.8857 in 104 s on this kind of machine
 RECIPES = {
     "nanogpt_cpu": ["experiment=nanogpt_cpu"],
     "cpu_fast": ["experiment=cpu_fast"],

@@ -26,7 +26,7 @@ from shakegpt.tools.runner import display_path, run_in_parallel, run_version
 
 TOLERANCE = 0.02  # a reproduction passes at the lecture's loss + this
 FULL_ROWS = ["bigram", "v2", "v3", "v3_ff", "v4", "v5", "v6"]
-# v7's full row costs 10-25 s per step on a 2-core CPU: here a short run at a small batch only
+# v7's full row costs about 12 s per step on a 2-core CPU (docs/bench.md): here a short run at a small batch only
 # shows that its loss falls.
 V7_CPU_CHECK = ["trainer.max_steps=30", "trainer.val_check_interval=10", "data.batch_size=8", "data.eval_iters=4"]
 

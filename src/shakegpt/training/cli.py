@@ -12,34 +12,18 @@ from pathlib import Path
 from shakegpt.bookkeeping.resume import with_resume_dir
 from shakegpt.common.atomic import create_fresh
 from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.run_dirs import dir_template, split_template
 from shakegpt.training.interrupts import Interrupted, signals_interrupt
 
 
 def is_named_directory(args: list[str]) -> bool:
     """Whether the command names its run (or sweep) directory, as resume=auto does for it."""
-    return output_root(args) not in (Path("outputs"), Path("multirun"))
+    return not split_template(dir_template(args))[1]
 
 
 def output_root(args: list[str]) -> Path:
     """The directory Hydra will create for this command (or the root it creates one under)."""
-    multirun = "-m" in args or "--multirun" in args
-    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    named = [override_value(a) for a in args if a.startswith(key)]
-    if named and "${" not in named[-1]:
-        return Path(named[-1])
-    return Path("multirun" if multirun else "outputs")
-
-
-def override_value(arg: str) -> str:
-    """An override's value as Hydra reads it: 'hydra.run.dir="a b"' names the directory a b."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        value = OverridesParser.create().parse_overrides([arg])[0].value()
-    except HydraException:  # Hydra itself reports the malformed override
-        return arg.split("=", 1)[1]
-    return value if isinstance(value, str) else arg.split("=", 1)[1]
+    return split_template(dir_template(args))[0]
 
 
 # Hydra writes the run's .hydra/ files (about 10 kB) before any of shakegpt's code runs, and

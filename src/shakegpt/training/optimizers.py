@@ -187,8 +187,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
 def _newton_schulz(grad: torch.Tensor, ns_coefficients, ns_steps: int, eps: float) -> torch.Tensor:
     """Muon's orthogonalisation, in float32 on a CPU; torch's own (bfloat16) elsewhere. Small
-    bfloat16 matmuls suit GPUs, but on CPUs they are many times slower than float32 ones (17x
-    for 96 x 288 here): torch's way made each Muon step cost 3x a whole AdamW training step."""
+    bfloat16 matmuls suit GPUs, but on CPUs they are many times slower than float32 ones."""
     if grad.device.type != "cpu":
         return muon_newton_schulz(grad, ns_coefficients, ns_steps, eps)
     a, b, c = ns_coefficients
