@@ -104,7 +104,9 @@ def summary(per_arm: dict[str, list[dict]], trials: int) -> list[str]:
     at_most = f"the first 5 always run to the end, so at most {trials - 5} can be"
     return [
         f"With pruning the search took **{seconds['pruned']:.0f} s** against **{seconds['unpruned']:.0f} s** "
-        f"without{means}: it ended **{ratio:.2f}x** sooner ({100 * saved:.0f}% less time).",
+        f"without{means}: " + (f"it ended **{ratio:.2f}x** sooner ({100 * saved:.0f}% less time)." if ratio >= 1 else
+                               f"it ended **{1 / ratio:.2f}x** later ({-100 * saved:.0f}% more time; the table's load "
+                               "column shows what else this machine ran)."),
         f"Its jobs trained {steps['pruned']:,.0f} steps against {steps['unpruned']:,.0f}: {pruned} of {trials} "
         f"trials pruned{' in each search' if n > 1 else ''} ({at_most}).",
         f"Best validation loss found with pruning: {best['pruned']}; without: {best['unpruned']}.",
