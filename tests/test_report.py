@@ -44,7 +44,7 @@ def test_report_on_a_failed_run(tmp_path):
 def test_report_on_a_run_still_training(tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), "model=v6", f"hydra.run.dir={tmp_path}",
                "trainer.max_steps=1000000", "trainer.log_every_n_steps=10", "trainer.val_check_interval=100",
-               "data.eval_iters=2", "logger.flush_secs=1"]
+               "data.eval_iters=2"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 90

@@ -1,12 +1,14 @@
 """One reader of runs for every report: a run directory's files as a Run, read as data.
 
-A run directory holds .hydra/ (config, overrides), status.json, TensorBoard event files and, once
-finished, metrics.json. A sweep directory holds one run directory per job (and, from the Optuna
+A run directory holds .hydra/ (config, overrides), status.json, metrics.jsonl (the run's own
+record of every scalar and text sample it logged, whatever its loggers), the loggers' files
+(TensorBoard's event files by default) and, once finished, metrics.json. A sweep directory holds one run directory per job (and, from the Optuna
 sweeper, optimization_results.yaml).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -19,6 +21,7 @@ from shakegpt.bookkeeping.status import read_json_object, read_status
 from shakegpt.common.errors import UserError
 
 OPTUNA_RESULTS = "optimization_results.yaml"  # what the Optuna sweeper writes into its sweep directory
+RECORD = "metrics.jsonl"  # what a run logged, one JSON object a line (training.loggers.RunRecord writes it)
 
 
 def load_plain(path: Path):
@@ -98,6 +101,38 @@ def process_alive(pid) -> bool:
     return True
 
 
+def read_logged(run_dir: Path) -> tuple[dict, list]:
+    """Scalars {tag: [(step, value, wall time)]} and text samples [(step, text)] a run logged: from
+    its own record, or from its TensorBoard event files for runs made before the record existed."""
+    record = run_dir / RECORD
+    return read_record(record) if record.is_file() else read_events(run_dir)
+
+
+def read_record(path: Path) -> tuple[dict, list]:
+    """metrics.jsonl's scalars and samples. A line that is not a whole record (a disk that filled
+    mid-line) is skipped. A resumed run logs again from its checkpoint's step: a point at a step its
+    tag already reached replaces that tag's points from that step on."""
+    scalars, samples = {}, []
+    for line in path.read_bytes().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+            continue
+        if isinstance(entry.get("tag"), str) and all(isinstance(entry.get(k), (int, float)) for k in ("value", "time")):
+            add_point(scalars.setdefault(entry["tag"], []), (entry["step"], entry["value"], entry["time"]))
+        elif entry.get("tag") == "sample" and isinstance(entry.get("text"), str):
+            add_point(samples, (entry["step"], entry["text"]))
+    return scalars, samples
+
+
+def add_point(points: list[tuple], point: tuple) -> None:
+    while points and points[-1][0] >= point[0]:
+        points.pop()
+    points.append(point)
+
+
 def read_events(run_dir: Path) -> tuple[dict, list]:
     """Scalars and text samples from a run's TensorBoard event files (complete records only,
     so a file still being written reads fine)."""
@@ -129,7 +164,7 @@ def load_run(path: str | Path) -> Run:
     config = read_yaml(config_file, dict)
     overrides_file = path / ".hydra" / "overrides.yaml"
     overrides = read_yaml(overrides_file, list) if overrides_file.is_file() else []
-    scalars, samples = read_events(path)
+    scalars, samples = read_logged(path)
     return Run(path, config, overrides, read_status(path), scalars, samples, read_metrics(path))
 
 

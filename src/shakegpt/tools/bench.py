@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from shakegpt.bookkeeping.flops import flops_per_token
-from shakegpt.bookkeeping.runs import read_events
+from shakegpt.bookkeeping.runs import read_logged
 from shakegpt.common.atomic import write_json
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
@@ -77,7 +77,7 @@ def shakegpt_tokens_per_s(overrides: list[str], steps: int, interval: int) -> li
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose_config(short_run(overrides, steps + interval, interval), Path(run_dir))
         train(cfg)
-        scalars, _ = read_events(Path(run_dir))
+        scalars, _ = read_logged(Path(run_dir))
         points = scalars["perf/tokens_per_s"]
     return [value for _, value, _ in points[1:]]
 

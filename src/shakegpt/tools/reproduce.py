@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from shakegpt.bookkeeping.runs import load_run, read_events
+from shakegpt.bookkeeping.runs import load_run, read_logged
 from shakegpt.common.curves import mean_of_seeds, plot_curves
 from shakegpt.common.errors import report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
@@ -197,8 +197,8 @@ def samples_page(rows: dict[str, dict]) -> list[str]:
 
 
 def first_val_loss(run_dir: Path) -> tuple[int, float]:
-    """(step, loss) of the first logged validation loss, read from the run's TensorBoard events."""
-    step, value, _ = read_events(run_dir)[0]["val/loss"][0]
+    """(step, loss) of the first logged validation loss, read from what the run logged."""
+    step, value, _ = read_logged(run_dir)[0]["val/loss"][0]
     return step + 1, value
 
 

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from shakegpt.attention import DEFAULT_PROMPT, attention_grid, attention_layers, attention_maps, token_labels
 from shakegpt.common.errors import UserError, quiet_stdout
 from shakegpt.training.lightning_private import RichProgressBarHooks
+from shakegpt.training.loggers import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ class Throughput(L.Callback):
 
 
 class TextSample(L.Callback):
-    """After each evaluation, a fixed-seed sample to TensorBoard's text tab; none with max_new_tokens=0."""
+    """After each evaluation, a fixed-seed sample to the run's record (report.py shows the last) and
+    TensorBoard's text tab; none with max_new_tokens=0."""
 
     def __init__(self, max_new_tokens: int = 300, seed: int = 1337):
         self.max_new_tokens, self.seed = max_new_tokens, seed
@@ -148,6 +150,8 @@ class TextSample(L.Callback):
             if isinstance(logger, TensorBoardLogger):
                 # Markdown would swallow Shakespeare's line breaks: indent it as a code block.
                 logger.experiment.add_text("sample", "    " + text.replace("\n", "\n    "), trainer.global_step)
+            elif isinstance(logger, RunRecord):
+                logger.log_sample(text, trainer.global_step)
 
 
 def sample_text(model, max_new_tokens: int, seed: int) -> str:
@@ -230,6 +234,11 @@ class StepProgressBar(RichProgressBarHooks):
     @property
     def total_train_batches(self):
         return self.trainer.max_steps
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        # Without Lightning's v_num (the loggers' versions joined, "0_" for logger=csv): the run
+        # directory names a run.
+        return {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
 
     def train_description(self) -> str:
         return "train"

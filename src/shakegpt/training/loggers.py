@@ -1,16 +1,83 @@
-"""TensorBoard as a run's first screen should look: train and validation loss on one chart."""
+"""A run's loggers: the ones the config chose (logger=tensorboard, csv, none, or several as
+logger=[tensorboard,csv]), TensorBoard as a run's first screen should look (train and validation
+loss on one chart), and the run's own record, metrics.jsonl, which every report reads."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
+from pathlib import Path
 
-from lightning.pytorch.loggers import TensorBoardLogger
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import FileWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
+from shakegpt.bookkeeping.runs import RECORD
 from shakegpt.common.config import flatten
+
+
+def build_loggers(cfg: DictConfig, out: Path) -> list[Logger]:
+    """The loggers of conf/logger/ the config chose (a dict of them: none for logger=none or
+    logger=null), then the run's own record."""
+    chosen = cfg.get("logger") or {}
+    return [*(instantiate(logger) for logger in chosen.values() if logger is not None), RunRecord(out)]
+
+
+class RunRecord(Logger):
+    """The run's own record of what it logs, whatever the loggers: metrics.jsonl in the run
+    directory, one JSON object a line, {"step", "tag", "value", "time"} for a scalar and {"step",
+    "tag": "sample", "text", "time"} for a text sample. report.py, sweep summaries and the tools read
+    it (bookkeeping.runs.read_logged). Each call is one write to a file opened for appending: a
+    killed run leaves whole lines, and a resumed run continues the same file."""
+
+    def __init__(self, run_dir: str | Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    @property
+    def name(self) -> str:
+        return "record"
+
+    @property
+    def version(self) -> str:
+        return ""  # none: Lightning's progress bar joins the loggers' versions into its v_num
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.run_dir)
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass  # the config is in .hydra/
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        now = time.time()
+        self.append([{"step": step, "tag": tag, "value": float(value), "time": now}
+                     for tag, value in metrics.items() if tag != "epoch"])  # Lightning adds epoch to each
+
+    @rank_zero_only
+    def log_sample(self, text: str, step: int) -> None:
+        self.append([{"step": step, "tag": "sample", "text": text, "time": time.time()}])
+
+    def append(self, entries: list[dict]) -> None:
+        with open(self.run_dir / RECORD, "ab") as file:
+            file.write("".join(json.dumps(entry) + "\n" for entry in entries).encode())
+
+
+def log_final(loggers: list[Logger], params: dict, metrics: dict) -> None:
+    """The run's settings to every logger and, on TensorBoard's HParams row, its final losses
+    (Lightning's other loggers take the settings alone); then each logger's files are closed."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics)
+        else:
+            logger.log_hyperparams(params)
+        logger.finalize("success")
 
 # TensorBoard's Custom Scalars tab: each chart overlays the tags its regexes match.
 LAYOUT = {

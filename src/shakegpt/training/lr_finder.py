@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from shakegpt.common.atomic import save_figure
@@ -106,15 +107,17 @@ def plot_range_test(result: RangeTest, path: Path):
     return fig
 
 
-def find_lr(cfg: DictConfig, model, datamodule, out: Path, logger) -> float:
-    """Run the range test on a fresh model; plot to lr_find.png and TensorBoard; the suggestion."""
+def find_lr(cfg: DictConfig, model, datamodule, out: Path, loggers: list) -> float:
+    """Run the range test on a fresh model; plot to lr_find.png (and TensorBoard); its curve to
+    every logger; the suggestion."""
     torch.set_num_threads(pick_threads(cfg.threads, sum(p.numel() for p in model.parameters()), parallel_jobs()))
     result = lr_range_test(model, iter(datamodule.train_dataloader()), **cfg.lr_range_test)
     figure = plot_range_test(result, out / "lr_find.png")
-    for step, (log10_lr, loss) in enumerate(zip(result.log10_lrs, result.losses)):
-        logger.experiment.add_scalar("lr_find/loss", loss, step)
-        logger.experiment.add_scalar("lr_find/log10_lr", log10_lr, step)
-    logger.experiment.add_figure("lr_find", figure)
-    logger.experiment.flush()
+    for logger in loggers:
+        for step, (log10_lr, loss) in enumerate(zip(result.log10_lrs, result.losses)):
+            logger.log_metrics({"lr_find/loss": loss, "lr_find/log10_lr": log10_lr}, step)
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure("lr_find", figure)
+        logger.save()
     print(f"learning-rate range test: suggested lr {result.suggestion:.3g}: {result.explanation}; plot {out / 'lr_find.png'}")
     return result.suggestion

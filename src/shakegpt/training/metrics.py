@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.atomic import write_json
 from shakegpt.training.devices import device_name
-from shakegpt.training.loggers import hparams
+from shakegpt.training.loggers import hparams, log_final
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def record_start(cfg, trainer: L.Trainer, datamodule, n_params: int, out: Path) 
     )
 
 
-def summarise(cfg, trainer, datamodule, checkpoint, logger, out: Path, lr: float, fit_seconds: float, first_step: int) -> dict:
+def summarise(cfg, trainer, datamodule, checkpoint, loggers, out: Path, lr: float, fit_seconds: float, first_step: int) -> dict:
     """metrics.json, the hparams view's final figures, status finished and the closing line."""
     final = trainer.callback_metrics
     tokens_per_step = step_tokens(trainer, datamodule)
@@ -60,11 +60,9 @@ def summarise(cfg, trainer, datamodule, checkpoint, logger, out: Path, lr: float
         "effective_batch": trainer.world_size * datamodule.batch_size,
     }
     if trainer.is_global_zero:
-        logger.log_hyperparams(
-            hparams(cfg, lr),
-            {"val/loss": metrics["final_val_loss"], "train/loss": metrics["final_train_loss"]},
+        log_final(
+            loggers, hparams(cfg, lr), {"val/loss": metrics["final_val_loss"], "train/loss": metrics["final_train_loss"]}
         )
-        logger.finalize("success")
         write_json(out / "metrics.json", metrics)
         write_status(out, "finished", steps=trainer.global_step)
         print(

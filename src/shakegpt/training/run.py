@@ -1,5 +1,5 @@
 """train(cfg): one training run from a composed Hydra config, as lightning-hydra-template's
-train(): build the datamodule, model, callbacks, logger and trainer from the config, fit, and
+train(): build the datamodule, model, callbacks, loggers and trainer from the config, fit, and
 return the run's figures. What each step relies on lives where its name says: config checks in
 checks.py, threads and devices in devices.py, the range test in lr_finder.py, resuming in
 bookkeeping/resume.py, metrics.json in metrics.py, a sweep job's signals and failures in job.py."""
@@ -28,6 +28,7 @@ from shakegpt.training.checks import check_config
 from shakegpt.training.devices import prepare_to_run
 from shakegpt.training.interrupts import Interrupted, StopOnSignal
 from shakegpt.training.log_filters import quiet_lightning
+from shakegpt.training.loggers import build_loggers
 from shakegpt.training.lr_finder import find_lr
 from shakegpt.training.metrics import record_start, summarise
 from shakegpt.training.optimizers import optimizer_and_schedule
@@ -42,8 +43,8 @@ def train(cfg: DictConfig) -> dict:
     out = Path(HydraConfig.get().runtime.output_dir)
 
     datamodule = instantiate(cfg.data)
-    logger = instantiate(cfg.logger)
-    lr = learning_rate(cfg, datamodule, out, logger)
+    loggers = build_loggers(cfg, out)
+    lr = learning_rate(cfg, datamodule, out, loggers)
     if cfg.lr_find and cfg.optimizer.lr != "auto":
         return {"lr_suggestion": lr}  # the range test alone
     model = build_model(cfg, datamodule.tokenizer, lr)
@@ -52,24 +53,24 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = needed_callback(callbacks, "best_checkpoint", Checkpoint, "the run's figures and best.ckpt come from it")
     stop = needed_callback(callbacks, "stop_on_signal", StopOnSignal, "Ctrl-C and SIGTERM save last.ckpt through it")
     checkpoint_io = AtomicCheckpointIO()
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[checkpoint_io])
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io])
     record_start(cfg, trainer, datamodule, n_params, out)
 
     ckpt_path, first_step = resume_from(cfg, out, model)
     try:
         fit_seconds = fit(trainer, model, datamodule, ckpt_path)
-        return summarise(cfg, trainer, datamodule, checkpoint, logger, out, lr, fit_seconds, first_step)
+        return summarise(cfg, trainer, datamodule, checkpoint, loggers, out, lr, fit_seconds, first_step)
     except SIGTERMException:  # Lightning's stop on the flag StopOnSignal raised
         raise Interrupted(stop.signum or signal.SIGTERM, trainer.global_step, stop.checkpoint) from None
     except (WriteError, OSError) as exc:  # OSError: TensorBoard's event writer, which has no WriteError
         raise with_last_good(exc, out, checkpoint_io, ckpt_path, first_step) from None
 
 
-def learning_rate(cfg: DictConfig, datamodule, out: Path, logger) -> float:
+def learning_rate(cfg: DictConfig, datamodule, out: Path, loggers: list) -> float:
     """optimizer.lr, or the range test's suggestion (lr_find=true, or optimizer.lr=auto)."""
     if not (cfg.lr_find or cfg.optimizer.lr == "auto"):
         return cfg.optimizer.lr
-    suggestion = find_lr(cfg, build_model(cfg, datamodule.tokenizer, lr=1.0), datamodule, out, logger)
+    suggestion = find_lr(cfg, build_model(cfg, datamodule.tokenizer, lr=1.0), datamodule, out, loggers)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the same initial weights as without the test
     return suggestion
 
