@@ -88,9 +88,13 @@ def test_lightning_batch_limits_are_refused_in_one_line_before_any_directory(tmp
 
 
 @pytest.mark.parametrize("flag", ["fast_dev_run", "limit_val_batches", "overfit_batches"])
-def test_a_limit_set_in_a_config_file_is_refused_too(flag):
+def test_a_limit_set_in_a_config_file_is_refused_too(flag, tmp_path):
+    from shakegpt.tools.bench import compose_config
+    from shakegpt.training.checks import check_config
+
+    cfg = compose_config(["model=bigram", f"+trainer.{flag}=2"], tmp_path)  # as an experiment file would set it
     with pytest.raises(UserError, match=f"trainer.{flag}=2 is not supported here"):
-        refuse_lightning_limits({flag: 2})
+        check_config(cfg)
 
 
 def test_limits_at_lightnings_defaults_are_accepted():
@@ -111,6 +115,36 @@ def test_accumulated_batches_count_in_the_effective_batch_and_tokens(tmp_path):
     assert list(run.curve("train/step_loss")) == list(run.curve("perf/tokens_per_s")) == [5, 10, 15, 20]
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
     assert "train ━" in result.stdout and " 60/60 " in result.stdout  # the bar counts the batches
+
+
+def test_throughput_is_logged_once_per_logging_step_over_whole_steps():
+    from types import SimpleNamespace
+
+    import torch
+
+    from shakegpt.training.callbacks import Throughput
+
+    logged = []
+    module = SimpleNamespace(log=lambda name, value, **kwargs: logged.append(trainer.global_step))
+    trainer = SimpleNamespace(world_size=1, global_step=4, log_every_n_steps=2)  # resumed at step 4
+    throughput, batch = Throughput(), (torch.zeros(2, 8), None)
+    throughput.on_train_start(trainer, module)
+    for step_after in [4, 5, 5, 6, 6, 7, 7, 8]:  # 2 batches a step: the step ends on the second
+        throughput.on_train_batch_start(trainer, module, batch, 0)
+        trainer.global_step = step_after
+        throughput.on_train_batch_end(trainer, module, None, batch, 0)
+    assert logged == [6, 8]
+
+
+def test_the_periodic_checkpoint_knows_an_evaluation_follows_in_steps():
+    from types import SimpleNamespace
+
+    from shakegpt.training.callbacks import evaluation_follows
+
+    # val_check_interval=10 steps of 3 batches: Lightning's val_check_batch counts 30 batches
+    trainer = SimpleNamespace(val_check_batch=30, accumulate_grad_batches=3, max_steps=25)
+    follows = [step for step in range(1, 26) if evaluation_follows(SimpleNamespace(**vars(trainer), global_step=step))]
+    assert follows == [10, 20, 25]
 
 
 def test_accumulated_batches_resume_where_the_stream_left_off(tmp_path):

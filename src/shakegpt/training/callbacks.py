@@ -118,7 +118,10 @@ class Throughput(L.Callback):
     def __init__(self):
         self.start = None
         self.tokens = 0
-        self.logged_step = None  # with accumulate_grad_batches, several batches end at one step
+        self.last_step = 0  # with accumulate_grad_batches, several batches end at one step
+
+    def on_train_start(self, trainer, pl_module):
+        self.last_step = trainer.global_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.start is None:
@@ -126,8 +129,8 @@ class Throughput(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.tokens += batch[0].numel() * trainer.world_size
-        if trainer.global_step % trainer.log_every_n_steps == 0 and trainer.global_step != self.logged_step:
-            self.logged_step = trainer.global_step
+        stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
+        if stepped and trainer.global_step % trainer.log_every_n_steps == 0:
             elapsed = time.perf_counter() - self.start
             pl_module.log("perf/tokens_per_s", self.tokens / elapsed, rank_zero_only=True)
             self.start, self.tokens = None, 0
