@@ -51,8 +51,13 @@ class CorpusDataModule(L.LightningDataModule):
             return 0, 0
         return self.trainer.global_rank, self.trainer.global_step
 
+    def _train_position(self) -> tuple[int, int]:
+        """(rank, batches drawn before this step): a step takes accumulate_grad_batches of them."""
+        rank, step = self._position()
+        return rank, step * (self.trainer.accumulate_grad_batches if self.trainer else 1)
+
     def train_dataloader(self) -> DataLoader:
-        batches = TrainBatches(self.train_data, self.batch_size, self.block_size, self.seed, self._position)
+        batches = TrainBatches(self.train_data, self.batch_size, self.block_size, self.seed, self._train_position)
         # Its own generator: a loader's iterator otherwise draws its seed from the global RNG,
         # which dropout uses, and a resumed run creates its iterators at other times.
         return DataLoader(batches, batch_size=None, generator=torch.Generator())

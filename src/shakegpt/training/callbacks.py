@@ -99,8 +99,8 @@ def evaluation_follows(trainer) -> bool:
     """Whether Lightning evaluates right after this step: every val_check_interval steps, and
     after the last. From the step count alone, so every DDP rank decides alike (the periodic
     checkpoint's time test broadcasts from rank 0: a rank that skipped it would hang the others)."""
-    every = trainer.val_check_batch
-    due = every not in (None, float("inf")) and trainer.global_step % every == 0
+    every = trainer.val_check_batch  # in batches: accumulate_grad_batches of them make a step
+    due = every not in (None, float("inf")) and trainer.global_step % (every // trainer.accumulate_grad_batches) == 0
     return due or 0 < trainer.max_steps <= trainer.global_step
 
 
@@ -119,6 +119,10 @@ class Throughput(L.Callback):
     def __init__(self):
         self.start = None
         self.tokens = 0
+        self.last_step = 0  # with accumulate_grad_batches, several batches end at one step
+
+    def on_train_start(self, trainer, pl_module):
+        self.last_step = trainer.global_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.start is None:
@@ -126,7 +130,8 @@ class Throughput(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.tokens += batch[0].numel() * trainer.world_size
-        if trainer.global_step % trainer.log_every_n_steps == 0:
+        stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
+        if stepped and trainer.global_step % trainer.log_every_n_steps == 0:
             elapsed = time.perf_counter() - self.start
             pl_module.log("perf/tokens_per_s", self.tokens / elapsed, rank_zero_only=True)
             self.start, self.tokens = None, 0
@@ -213,9 +218,10 @@ def describe_grid(vocab, tokens: list[int], maps: list) -> str:
 
 
 class StepProgressBar(RichProgressBarHooks):
-    """Rich bar counting optimizer steps to max_steps, with ETA: the training stream is
-    endless, so Lightning's default shows no total and 'Epoch 0/-2'. It redraws at most every
-    `min_interval` seconds: redrawing at every step of a tiny model costs more than the step."""
+    """Rich bar counting optimizer steps to max_steps (batches with accumulate_grad_batches),
+    with ETA: the training stream is endless, so Lightning's default shows no total and
+    'Epoch 0/-2'. It redraws at most every `min_interval` seconds: redrawing at every step of a
+    tiny model costs more than the step."""
 
     def __init__(self, min_interval: float = 0.2):
         # refresh_rate: how often per second Rich's drawing thread wakes (Lightning's default, 100,
@@ -233,7 +239,7 @@ class StepProgressBar(RichProgressBarHooks):
 
     @property
     def total_train_batches(self):
-        return self.trainer.max_steps
+        return self.trainer.max_steps * self.trainer.accumulate_grad_batches  # Lightning advances it per batch
 
     def get_metrics(self, trainer, pl_module) -> dict:
         # Without Lightning's v_num (the loggers' versions joined, "0_" for logger=csv): the run

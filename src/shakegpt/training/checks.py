@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from omegaconf import DictConfig
 
@@ -33,7 +35,50 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.compile not in (True, False, "auto"):
         raise UserError(f"compile must be true, false or auto, got {cfg.compile}")
     check_positive_int("threads", cfg.threads, or_null=True)
+    check_positive_int("trainer.accumulate_grad_batches", cfg.trainer.get("accumulate_grad_batches", 1))
+    refuse_lightning_limits(cfg.trainer)
     check_accelerator(cfg.trainer.accelerator)
+
+
+# Lightning's trainer flags that count batches of a finite, epoch-based loader. Training here is
+# one endless stream of random batches, and an evaluation is data.eval_iters batches of each split
+# stacked into a few chunks: these flags would cut either at the wrong place (fast_dev_run would
+# also skip the checkpoints and logs a run's summary is made of). Each is refused, naming the way.
+LIGHTNING_LIMITS = {  # flag -> (the values that change nothing, what to use instead)
+    "fast_dev_run": ((False, 0), "for a quick run use trainer.max_steps={n} trainer.val_check_interval={n} data.eval_iters={n}"),
+    "limit_train_batches": ((None, 1.0), "the length of training is trainer.max_steps"),
+    "limit_val_batches": ((None, 1.0), "an evaluation scores data.eval_iters batches of each split: set data.eval_iters=N"),
+    "overfit_batches": ((0, 0.0), "training draws fresh random windows at every step; to see a model memorise, "
+                        "train on a small text file: data.path=<file>"),
+}
+
+
+def refuse_lightning_limits(trainer: Mapping) -> None:
+    """Lightning's batch-limiting flags, refused in one line naming what this lab uses instead."""
+    for flag, (neutral, instead) in LIGHTNING_LIMITS.items():
+        value = trainer.get(flag)
+        if value is not None and not any(type(value) is type(n) and value == n for n in neutral):  # 1 batch is not 1.0 (all)
+            n = value if type(value) is int else 1
+            raise UserError(f"trainer.{flag}={value} is not supported here: {instead.format(n=n)}")
+
+
+def typed_lightning_limits(args: list[str]) -> dict:
+    """The flags above as train.py's command line sets them (+trainer.fast_dev_run=true, ...),
+    read before Hydra creates a run directory for a run that would be refused."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    typed = {}
+    for arg in args:
+        key, _, text = arg.lstrip("+~").partition("=")
+        flag = key.removeprefix("trainer.")
+        if key.startswith("trainer.") and flag in LIGHTNING_LIMITS:
+            try:
+                override = OverridesParser.create().parse_overrides([arg])[0]
+            except HydraException:  # Hydra itself reports the malformed override
+                continue
+            typed[flag] = text if override.is_sweep_override() else override.value()
+    return typed
 
 
 def check_accelerator(accelerator: str) -> None:

@@ -13,6 +13,7 @@ from shakegpt.bookkeeping.resume import with_resume_dir
 from shakegpt.common.atomic import create_fresh
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.run_dirs import dir_template, split_template
+from shakegpt.training.checks import refuse_lightning_limits, typed_lightning_limits
 from shakegpt.training.interrupts import Interrupted, signals_interrupt
 
 
@@ -74,6 +75,23 @@ def continue_command() -> str:
     return shlex.join(["python", "train.py", *kept, "resume=auto"])
 
 
+# Hydra's flags that print something (help, the config, its own information) and run nothing.
+CONFIG_FLAGS = ("-c", "--cfg", "-i", "--info")
+PRINT_FLAGS = ("-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion", *CONFIG_FLAGS)
+
+
+def prints_only(args: list[str]) -> bool:
+    """Whether Hydra only prints for this command: then nothing is checked or created for it."""
+    if not any(arg in PRINT_FLAGS or arg.startswith(("--cfg=", "--info=")) for arg in args):
+        if "--resolve" in args:  # Hydra's refusal is a traceback
+            raise UserError("--resolve goes with --cfg job (the config resolved) or --help")
+        return False
+    shows_config = any(arg in CONFIG_FLAGS or arg.startswith(("--cfg=", "--info=")) for arg in args)
+    if shows_config and ("-m" in args or "--multirun" in args):  # Hydra's refusal is a traceback
+        raise UserError("--cfg and --info show one run's config, not a sweep's: drop -m (--cfg hydra shows the sweep settings)")
+    return True
+
+
 def external_rank() -> int:
     """This process's global rank when torchrun or SLURM started it (0 otherwise)."""
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
@@ -84,6 +102,9 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     """train.py's argv after the output directory check and resume=auto's redirect. Ranks
     other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
     log to a file of their own and leave .hydra/ to rank 0."""
+    if prints_only(argv[1:]):
+        return argv
+    refuse_lightning_limits(typed_lightning_limits(argv[1:]))
     os.environ[COMMAND_ENV] = shlex.join(argv[1:])
     check_writable(output_root(argv[1:]))
     argv = with_resume_dir(argv)

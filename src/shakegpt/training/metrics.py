@@ -18,9 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def step_tokens(trainer: L.Trainer, datamodule) -> int:
-    """Tokens one optimizer step trains on, all processes together: the one definition that
-    metrics.json, status.json (and through it reports and sweep summaries) count with."""
-    return trainer.world_size * datamodule.batch_size * datamodule.block_size
+    """Tokens one optimizer step trains on, all processes and accumulated batches together: the
+    one definition that metrics.json, status.json (and through it reports and sweep summaries) count with."""
+    return effective_batch(trainer, datamodule) * datamodule.block_size
+
+
+def effective_batch(trainer: L.Trainer, datamodule) -> int:
+    """Sequences per optimizer step: each process's batches over accumulate_grad_batches."""
+    return trainer.world_size * trainer.accumulate_grad_batches * datamodule.batch_size
 
 
 def record_start(cfg, trainer: L.Trainer, datamodule, n_params: int, out: Path) -> None:
@@ -29,9 +34,9 @@ def record_start(cfg, trainer: L.Trainer, datamodule, n_params: int, out: Path) 
         out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params, tokens_per_step=step_tokens(trainer, datamodule)
     )
     log.info(
-        "effective batch: %d processes (%d nodes) x %d = %d sequences of %d tokens per step",
-        trainer.world_size, trainer.num_nodes, datamodule.batch_size, trainer.world_size * datamodule.batch_size,
-        datamodule.block_size,
+        "effective batch: %d processes (%d nodes) x %d accumulated x %d = %d sequences of %d tokens per step",
+        trainer.world_size, trainer.num_nodes, trainer.accumulate_grad_batches, datamodule.batch_size,
+        effective_batch(trainer, datamodule), datamodule.block_size,
     )
 
 
@@ -57,7 +62,7 @@ def summarise(cfg, trainer, datamodule, checkpoint, loggers, out: Path, lr: floa
         "best_val_bpc": float(checkpoint.best_model_score) / math.log(2),
         "device": device_name(trainer),
         "accelerator": trainer.strategy.root_device.type,  # cpu, cuda or mps: what `auto` chose
-        "effective_batch": trainer.world_size * datamodule.batch_size,
+        "effective_batch": effective_batch(trainer, datamodule),
     }
     if trainer.is_global_zero:
         log_final(

@@ -53,7 +53,9 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = needed_callback(callbacks, "best_checkpoint", Checkpoint, "the run's figures and best.ckpt come from it")
     stop = needed_callback(callbacks, "stop_on_signal", StopOnSignal, "Ctrl-C and SIGTERM save last.ckpt through it")
     checkpoint_io = AtomicCheckpointIO()
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io])
+    # Lightning counts val_check_interval in batches; the config, as the lecture's eval_interval, in steps.
+    every = cfg.trainer.val_check_interval * cfg.trainer.accumulate_grad_batches
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io], val_check_interval=every)
     record_start(cfg, trainer, datamodule, n_params, out)
 
     ckpt_path, first_step = resume_from(cfg, out, model)
