@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -118,3 +119,24 @@ def test_a_second_resume_of_a_run_in_use_is_refused_and_a_killed_holder_leaves_n
     result = run_script("train.py", *resume)  # the kill released the lock
     assert result.returncode == 0, result.stderr
     assert "resuming from" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_training_process_holds_its_run_directory(tmp_path):
+    """A fresh run in a directory Hydra names (no check before it) locks it when its job starts."""
+    from shakegpt.bookkeeping.locks import hold
+    from shakegpt.common.errors import UserError
+
+    command = [sys.executable, str(ROOT / "train.py"), "model=bigram", *TINY, "trainer.max_steps=100000",
+               f"hydra.run.dir={tmp_path}/runs/${{now:%H-%M-%S-%f}}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "runs").glob("*/status.json")) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        run_dir = next((tmp_path / "runs").glob("*/status.json")).parent
+        with pytest.raises(UserError, match=f"is in use by process {process.pid} right now"):
+            hold(run_dir)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
