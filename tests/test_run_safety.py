@@ -51,6 +51,13 @@ def test_a_new_run_aimed_at_a_run_s_directory_is_refused(finished_run, tmp_path,
     )
 
 
+def test_printing_a_run_s_config_is_no_new_run(finished_run):
+    before = files(finished_run)
+    code, stderr, stdout = run_cli("train.py", "--cfg", "job", "model=bigram", f"hydra.run.dir={finished_run}")
+    assert code == 0, stderr
+    assert "shakegpt.models.bigram.Bigram" in stdout and files(finished_run) == before
+
+
 def test_resuming_a_run_with_another_command_is_refused(finished_run):
     error = refused(finished_run, "model=v6", *TINY, "optimizer.lr=0.01", f"hydra.run.dir={finished_run}", "resume=auto")
     assert error == (
