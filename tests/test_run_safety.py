@@ -147,3 +147,13 @@ def test_a_training_process_holds_its_run_directory(tmp_path):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+def test_a_tool_does_not_train_over_an_earlier_run(finished_run):
+    from shakegpt.common.errors import UserError
+    from shakegpt.tools.runner import run_training
+
+    before = files(finished_run)
+    with pytest.raises(UserError, match="holds a run from before, which a tool does not overwrite: pass --runs"):
+        run_training(["model=v6", *TINY], finished_run)
+    assert files(finished_run) == before

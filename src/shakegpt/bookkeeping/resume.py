@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from shakegpt.bookkeeping.checkpoints import check_resumable, read_checkpoint
-from shakegpt.bookkeeping.runs import is_override_list, load_plain
+from shakegpt.bookkeeping.runs import holds_run, is_override_list, load_plain
 from shakegpt.bookkeeping.status import read_status
 from shakegpt.common.errors import UserError
 from shakegpt.common.run_dirs import dir_template, override_value, split_template
@@ -88,14 +88,6 @@ def with_resume_dir(argv: list[str]) -> list[str]:
     found = (find_unfinished_sweep if multirun else find_unfinished_run)(args, root, pattern)
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
     return argv if found is None else [*(a for a in argv if not a.startswith(key)), f"{key}{found}"]
-
-
-# What a run or sweep directory holds once train.py has used it.
-RUN_RECORDS = (".hydra", "status.json", "checkpoints", "multirun.yaml")
-
-
-def holds_run(directory: Path) -> bool:
-    return any((directory / name).exists() for name in RUN_RECORDS)
 
 
 def recorded_command(directory: Path, multirun: bool) -> list[str]:
