@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from shakegpt.bookkeeping.checkpoints import check_resumable
-from shakegpt.bookkeeping.runs import is_override_list, load_plain
+from shakegpt.bookkeeping.checkpoints import check_resumable, read_checkpoint
+from shakegpt.bookkeeping.runs import holds_run, is_override_list, load_plain
 from shakegpt.bookkeeping.status import read_status
 from shakegpt.common.errors import UserError
-from shakegpt.common.run_dirs import dir_template, split_template
+from shakegpt.common.run_dirs import dir_template, override_value, split_template
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,67 @@ def with_resume_dir(argv: list[str]) -> list[str]:
     found = (find_unfinished_sweep if multirun else find_unfinished_run)(args, root, pattern)
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
     return argv if found is None else [*(a for a in argv if not a.startswith(key)), f"{key}{found}"]
+
+
+def recorded_command(directory: Path, multirun: bool) -> list[str]:
+    """The overrides a run (sweep) directory was started with, as Hydra recorded them."""
+    record = directory / ("multirun.yaml" if multirun else ".hydra/overrides.yaml")
+    try:
+        found = load_plain(record)
+        found = found["hydra"]["overrides"]["task"] if multirun else found
+    except Exception:  # missing, unparsable, or not the layout Hydra writes
+        found = None
+    if not is_override_list(found):
+        raise UserError(f"{directory} holds no readable record of the command that started it ({record}): run in a new directory")
+    return found
+
+
+def refuse_other_command(args: list[str], directory: Path, multirun: bool) -> None:
+    """resume=auto continues a run (sweep) only with the command it was started with; a single
+    run may raise trainer.max_steps to train on."""
+    free = () if multirun else ("trainer.max_steps=",)
+    wanted = [o for o in config_overrides(args) if not o.startswith(free)]
+    recorded = [o for o in config_overrides(recorded_command(directory, multirun)) if not o.startswith(free)]
+    if wanted != recorded:
+        had = shlex.join(o for o in recorded if o not in wanted)
+        has = shlex.join(o for o in wanted if o not in recorded)
+        difference = f"{has} instead of {had}" if has and had else f"{has} added" if has else f"{had} left out"
+        raise UserError(
+            f"the {'sweep' if multirun else 'run'} in {directory} was started with another command ({difference}): "
+            "resume it with the command it was started with, or name a new directory"
+        )
+
+
+def refuse_no_steps_left(args: list[str], directory: Path) -> None:
+    """A run whose last.ckpt is at trainer.max_steps (this command's, else the run's own) has
+    nothing to resume: refused here, before anything is written, rather than in resume_from."""
+    last = last_checkpoint(directory)
+    if not last.is_file():
+        return
+    step = read_checkpoint(last).get("global_step", 0)  # refuses a damaged file
+    typed = [override_value(a) for a in args if a.startswith("trainer.max_steps=")]
+    try:
+        max_steps = int(typed[-1]) if typed else load_plain(directory / ".hydra" / "config.yaml")["trainer"]["max_steps"]
+    except Exception:  # left to the config check and resume_from
+        return
+    if isinstance(max_steps, int) and step >= max_steps:
+        raise UserError(f"{last} is at step {step}, trainer.max_steps={max_steps}: raise max_steps to train on")
+
+
+def refuse_reuse(args: list[str], directory: Path) -> None:
+    """A command aimed at a directory that holds a run (sweep) goes ahead only to resume it for
+    real: with resume=auto, the command it was started with, and steps left to train. Checked
+    before Hydra writes anything there, so a refused command leaves the directory as it was."""
+    multirun = "-m" in args or "--multirun" in args
+    if not holds_run(directory):
+        return
+    what = "sweep" if multirun else "run"
+    if "resume=auto" not in args:
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        raise UserError(f"{directory} holds a {what} already: continue it with resume=auto, or name a new directory in {key}")
+    refuse_other_command(args, directory, multirun)
+    if not multirun:
+        refuse_no_steps_left(args, directory)
 
 
 def resume_from(cfg: DictConfig, out: Path, model) -> tuple[str | None, int]:

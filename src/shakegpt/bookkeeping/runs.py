@@ -28,6 +28,14 @@ def load_plain(path: Path):
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
+# What a run or sweep directory holds once train.py has used it.
+RUN_RECORDS = (".hydra", "status.json", "checkpoints", "multirun.yaml")
+
+
+def holds_run(directory: Path) -> bool:
+    return any((Path(directory) / name).exists() for name in RUN_RECORDS)
+
+
 def is_override_list(found) -> bool:
     """Whether a saved overrides.yaml read as what Hydra writes: a list of strings."""
     return isinstance(found, list) and all(isinstance(o, str) for o in found)

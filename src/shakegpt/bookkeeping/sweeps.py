@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from shakegpt.bookkeeping.locks import hold
 from shakegpt.bookkeeping.runs import job_dirs
 from shakegpt.bookkeeping.sweep_summary import write_sweep_summary
 from shakegpt.bookkeeping.status import write_status
@@ -21,9 +22,11 @@ class SweepSummary(Callback):
     non-zero only when every job failed. The sweep's own status.json says whether it ended,
     which is how resume=auto finds an unfinished sweep."""
 
+    @report_user_errors
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep = Path(config.hydra.sweep.dir)
         sweep.mkdir(parents=True, exist_ok=True)
+        hold(sweep)  # train.py took it already when the command named the directory
         write_status(sweep, "running")
 
     @report_user_errors  # a summary that cannot be written: one line, exit 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from shakegpt.bookkeeping.runs import Run, load_run
+from shakegpt.bookkeeping.runs import Run, holds_run, load_run
 from shakegpt.common.errors import UserError
 from shakegpt.common.paths import PROJECT_ROOT
 
@@ -47,6 +47,9 @@ def run_training(overrides: list[str], directory: Path, sweep: bool = False, reu
     command = train_command(overrides, directory, sweep)
     if reuse and not sweep and (directory / "metrics.json").is_file():
         return Launched(shlex.join(command), directory, None, None)
+    if holds_run(directory):  # train.py would refuse it, in words meant for its own command line
+        raise UserError(f"{directory} holds a {'sweep' if sweep else 'run'} from before, which a tool does not overwrite: "
+                        "pass --runs with a new directory, or remove that one")
     started = time.time()
     finished = subprocess.run([sys.executable, *command[1:]], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
     if finished.returncode != 0:

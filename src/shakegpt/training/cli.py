@@ -9,7 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from shakegpt.bookkeeping.resume import with_resume_dir
+from shakegpt.bookkeeping.locks import hold, release_all
+from shakegpt.bookkeeping.resume import refuse_reuse, with_resume_dir
 from shakegpt.common.atomic import create_fresh
 from shakegpt.common.errors import UserError, report_user_errors
 from shakegpt.common.run_dirs import dir_template, split_template
@@ -97,9 +98,20 @@ def external_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
+# Hydra's flags that print something and run no task: they write nothing in a run directory.
+RUNS_NOTHING = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+
+
+def is_secondary_rank() -> bool:
+    """Whether torchrun, SLURM or Lightning's DDP launcher started this process for a rank
+    other than 0: it works in rank 0's run directory, which rank 0 checks and locks."""
+    return external_rank() != 0 or int(os.environ.get("LOCAL_RANK", "0")) != 0
+
+
 @report_user_errors
 def prepare_train_argv(argv: list[str]) -> list[str]:
-    """train.py's argv after the output directory check and resume=auto's redirect. Ranks
+    """train.py's argv after the output directory checks and resume=auto's redirect. A named
+    directory that holds a run (sweep) is taken only to resume it, and locked for this process. Ranks
     other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
     log to a file of their own and leave .hydra/ to rank 0."""
     if prints_only(argv[1:]):
@@ -109,7 +121,11 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     check_writable(output_root(argv[1:]))
     argv = with_resume_dir(argv)
     if is_named_directory(argv[1:]):
-        refuse_links(output_root(argv[1:]))
+        directory = output_root(argv[1:])
+        refuse_links(directory)
+        if not is_secondary_rank() and not RUNS_NOTHING.intersection(argv[1:]):
+            refuse_reuse(argv[1:], directory)
+            hold(directory)  # before Hydra writes there: a second process is refused untouched
     rank = external_rank()
     if rank != 0:
         argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]
@@ -126,3 +142,5 @@ def run_interruptible(main) -> None:
         stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
         print(f"interrupted by {stop}; continue with: {continue_command()}", file=sys.stderr)
         sys.exit(stop.exit_code)
+    finally:
+        release_all()  # as the process's end would (tests run train.py within theirs)

@@ -12,9 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from shakegpt.bookkeeping.locks import holding
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.errors import UserError, one_line
-from shakegpt.training.cli import continue_command
+from shakegpt.training.cli import continue_command, is_secondary_rank
 from shakegpt.training.distributed import job_scope, use_job_subprocess_command
 from shakegpt.training.interrupts import Interrupted, as_interrupt, record_interrupt, signals_interrupt
 from shakegpt.training.run import train
@@ -29,6 +30,11 @@ def train_job(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     use_job_subprocess_command()
+    with contextlib.nullcontext() if is_secondary_rank() else holding(out):  # rank 0 holds the run
+        return run_job(cfg, hydra_cfg, out)
+
+
+def run_job(cfg: DictConfig, hydra_cfg, out: Path) -> float:
     received = None
     try:
         with signals_interrupt() as received, job_scope() if hydra_cfg.mode == RunMode.MULTIRUN else contextlib.nullcontext():
