@@ -5,6 +5,10 @@
     python report.py --compare <run A> <run B>  # before / after, side by side
 """
 
+from shakegpt.common.errors import exit_quietly_on_ctrl_c
+
+exit_quietly_on_ctrl_c()  # first: Ctrl-C while the imports below run (seconds) is one line
+
 import argparse
 from pathlib import Path
 
@@ -39,4 +43,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

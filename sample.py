@@ -3,6 +3,10 @@
 The prompt is taken as typed (commas, quotes, any letter); `python sample.py --help` lists the options.
 """
 
+from shakegpt.common.errors import exit_quietly_on_ctrl_c
+
+exit_quietly_on_ctrl_c()  # first: Ctrl-C while the imports below run (seconds) is one line
+
 import sys
 from pathlib import Path
 
@@ -38,5 +42,6 @@ def take_prompt_args(argv: list[str]) -> tuple[list[str], str | None, str | None
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     sys.argv, *PROMPT_ARGS = take_prompt_args(sys.argv)
     main()

@@ -1,5 +1,9 @@
 """Train one of the lecture's models: python train.py model=v6 [overrides]; -m for sweeps."""
 
+from shakegpt.common.errors import exit_quietly_on_ctrl_c
+
+exit_quietly_on_ctrl_c()  # first: Ctrl-C while the imports below run (seconds) is one line
+
 import logging
 import sys
 
@@ -18,6 +22,7 @@ def main(cfg) -> float:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
     quiet_background_write_errors()
     sys.argv = prepare_train_argv(sys.argv)

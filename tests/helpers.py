@@ -69,9 +69,10 @@ def run_cli(command: str, *args: str) -> tuple[int, str, str]:
     import contextlib
     import io
     import runpy
+    import signal
     import warnings
 
-    saved = sys.argv
+    saved, on_ctrl_c = sys.argv, signal.getsignal(signal.SIGINT)  # the scripts set their own Ctrl-C handler first
     sys.argv = [str(ROOT / command) if command.endswith(".py") else "-m", *args]  # argv[0] as python sets it
     stderr, stdout = io.StringIO(), io.StringIO()
     code = 0
@@ -88,6 +89,7 @@ def run_cli(command: str, *args: str) -> tuple[int, str, str]:
             print(exc.code, file=stderr)
     finally:
         sys.argv = saved
+        signal.signal(signal.SIGINT, on_ctrl_c)
     return code, stderr.getvalue(), stdout.getvalue()
 
 

@@ -126,6 +126,51 @@ def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_signal_during_the_text_sample_stops_the_run_within_seconds(tmp_path):
+    # v7 at its full size, one window a step: step 1's evaluation ends writing best.ckpt and last.ckpt,
+    # then the text sample of 10,000 tokens starts, minutes of forward passes on a CPU. A second
+    # into it, SIGTERM.
+    run_dir = tmp_path / "run"
+    overrides = ["model=v7", "data.batch_size=1", "trainer.max_steps=3", "trainer.val_check_interval=1",
+                 "data.eval_iters=1", "sample_tokens=10000", "attention_images=false"]
+    command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = seen_for((run_dir / "checkpoints" / "last.ckpt").exists, 1.0)  # the evaluation's last write
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None and not ready():
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.time()
+        _, stderr = process.communicate(timeout=60)
+        stopped_after = time.time() - signalled
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr[-3000:]
+    assert stopped_after < 10, stopped_after  # the checkpoint's writing included
+    assert status(run_dir)["state"] == "interrupted" and status(run_dir)["steps"] == 1
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 1
+    assert "stopping after this step" in stderr and "Traceback" not in stderr  # the signal came after the evaluation
+
+
+# Before their imports end (torch and Lightning: seconds), each entry point answers Ctrl-C.
+STARTING = [["train.py", "model=v6", "hydra.run.dir=run"], ["sample.py"], ["report.py", "{run}"], ["-m", "shakegpt.evaluate"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", STARTING, ids=[c[0] if c[0] != "-m" else c[1] for c in STARTING])
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, trained_run, command):
+    args = [str(ROOT / command[0]) if command[0].endswith(".py") else command[0], *(a.format(run=trained_run) for a in command[1:])]
+    for delay in (0.3, 1.0, 2.0) if command[0] == "train.py" else (0.3,):
+        process = subprocess.Popen([sys.executable, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 130, (delay, stderr[-3000:])
+        assert stderr.startswith("interrupted by SIGINT") and stderr.count("\n") == 1, (delay, stderr[-3000:])
+
+
+@pytest.mark.slow
 def test_ctrl_c_after_the_reader_of_stdout_is_gone(tmp_path):
     # `python train.py | tail`, then Ctrl-C: tail dies first, and the progress bar's next write
     # meets a broken pipe. The run must still stop with its checkpoint and status.

@@ -18,6 +18,12 @@ from tests.helpers import ROOT, TINY, commands, kill_train_after, run_cli, run_s
 def assert_nothing_written(run_dir):
     assert not (run_dir / "checkpoints").exists()
     assert not (run_dir / "metrics.json").exists()
+    assert not list(run_dir.glob("events.out.tfevents.*"))
+
+
+def snapshot(root):
+    """Every file under root, by relative path, with its bytes: what a refused command must leave as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -28,12 +34,16 @@ def corpora(tmp_path):
         "latin1": "café au lait, ".encode("latin-1") * 20,
         "single": b"a" * 500,
         "small": b"to be or not to be, " * 10,
+        "big": b"to be or not to be, " * 50_001,  # over a prompt file's 1,000,000 bytes
     }
     for name, content in files.items():
         (tmp_path / f"{name}.txt").write_bytes(content)
+    os.mkfifo(tmp_path / "pipe.txt")  # a named pipe: reading it would wait for a writer forever
+    (tmp_path / "folder.txt").mkdir()
     return tmp_path
 
 
+SAMPLE_COST = "(a forward pass a token at every evaluation; sample.py writes longer texts)"
 TRAIN_CASES = [
     (["model=v99"], 1, "Could not find 'model/v99'"),
     (["model=v6", "model.n_head=5"], 2, "error: model.n_embd=32 must be divisible by model.n_head=5"),
@@ -56,12 +66,25 @@ TRAIN_CASES = [
     (["data.path={corpora}/latin1.txt"], 2, "is not UTF-8 text (bad byte at offset 3)"),
     (["data.path={corpora}/single.txt"], 2, "the corpus has only 1 distinct character"),
     (["data.path={corpora}/small.txt", "data.block_size=64"], 2, "error: data.block_size=64 needs splits longer than that"),
+    (["data.path=/dev/zero"], 2, "error: cannot read corpus /dev/zero: it is a character device, not a text file"),
+    (["data.path={corpora}/pipe.txt"], 2, "error: cannot read corpus {corpora}/pipe.txt: it is a named pipe, not a text file"),
+    (["data.path={corpora}/folder.txt"], 2, "error: cannot read corpus {corpora}/folder.txt: it is a directory, not a text file"),
+    (["sample_tokens=-1"], 2, f"error: sample_tokens must be an integer from 0 to 10000 {SAMPLE_COST}, got -1"),
+    (["sample_tokens=1e12"], 2, f"error: sample_tokens must be an integer from 0 to 10000 {SAMPLE_COST}, got 1000000000000.0"),
+    (["sample_tokens=100000000"], 2, f"error: sample_tokens must be an integer from 0 to 10000 {SAMPLE_COST}, got 100000000"),
+    (["seed=1e30"], 2, "error: seed must be an integer from 0 to 4294967295, got 1e+30"),
+    (["seed=abc"], 2, "error: seed must be an integer from 0 to 4294967295, got abc"),
+    (["seed=-1"], 2, "error: seed must be an integer from 0 to 4294967295, got -1"),
+    (["trainer.precision=foo"], 2, "error: Lightning refuses the trainer settings: Precision 'foo' is invalid."),
 ]
 
 
 @pytest.mark.parametrize("overrides, code, message", TRAIN_CASES, ids=[" ".join(c[0]) for c in TRAIN_CASES])
-def test_bad_training_input(tmp_path, corpora, overrides, code, message):
-    run_dir = tmp_path / "run"
+def test_bad_training_input(tmp_path, corpora, trained_run, overrides, code, message):
+    runs = tmp_path / "runs"  # the new run's directory beside an earlier run, which must stay as it was
+    shutil.copytree(trained_run, runs / "earlier")
+    before = snapshot(runs)
+    run_dir = runs / "run"
     args = [o.format(corpora=corpora) for o in overrides]
     exit_code, stderr, _ = run_cli("train.py", *TINY, *args, f"hydra.run.dir={run_dir}")
     assert exit_code == code
@@ -69,6 +92,7 @@ def test_bad_training_input(tmp_path, corpora, overrides, code, message):
     if code == 2:
         assert stderr.strip().startswith("error: ") and len(stderr.strip().splitlines()) == 1
     assert_nothing_written(run_dir)
+    assert {name: data for name, data in snapshot(runs).items() if not name.startswith("run/")} == before
 
 
 @pytest.mark.parametrize("quote", ["", '"', "'"])  # Hydra's quoting, as DDP's child processes get it
@@ -133,14 +157,59 @@ SAMPLE_CASES = [
     (["top_k=0"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 0"),
     (["top_k=66"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 66"),
     (["num_samples=0"], "error: num_samples must be a positive integer, got 0"),
+    (["seed=1e30"], "error: seed must be an integer from 0 to 4294967295, got 1e+30"),
+    (["seed=99999999999999999999"], "error: seed must be an integer from 0 to 4294967295, got 99999999999999999999"),
+    (["prompt_file=/dev/zero"], "error: cannot read prompt file /dev/zero: it is a character device, not a text file"),
+    (["prompt_file={corpora}/pipe.txt"], "error: cannot read prompt file {corpora}/pipe.txt: it is a named pipe, not a text file"),
+    (["prompt_file={corpora}/folder.txt"], "error: cannot read prompt file {corpora}/folder.txt: it is a directory, not a text file"),
+    (["prompt_file={corpora}/big.txt"], "error: prompt file {corpora}/big.txt is over the limit of 1,000,000 bytes"),
 ]
 
 
 @pytest.mark.parametrize("overrides, message", SAMPLE_CASES)
-def test_bad_sampling_input(trained_run, overrides, message):
-    exit_code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", *overrides)
+def test_bad_sampling_input(trained_run, corpora, overrides, message):
+    before = snapshot(trained_run)
+    args = [o.format(corpora=corpora) for o in overrides]
+    exit_code, stderr, stdout = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", *args)
     assert exit_code == 2
-    assert stderr.strip() == message
+    assert stderr.strip() == message.format(corpora=corpora) and stdout == ""
+    assert snapshot(trained_run) == before
+
+
+# The commands that read a checkpoint by name=value options: {ckpt} the trained run's best.ckpt.
+TOOL_CASES = [
+    ("shakegpt.evaluate", ["batch=²"], "error: batch must be a positive integer, got ²"),
+    ("shakegpt.evaluate", ["corpus=/dev/zero"], "error: cannot read corpus /dev/zero: it is a character device, not a text file"),
+    ("shakegpt.evaluate", ["corpus={corpora}/pipe.txt"],
+     "error: cannot read corpus {corpora}/pipe.txt: it is a named pipe, not a text file"),
+    ("shakegpt.evaluate", ["corpus={corpora}/folder.txt"],
+     "error: cannot read corpus {corpora}/folder.txt: it is a directory, not a text file"),
+    ("shakegpt.attention", ["out={corpora}/folder.txt"], "error: cannot write {corpora}/folder.txt: it is a directory, not a file"),
+    ("shakegpt.attention", ["out={corpora}/x.foo"], "error: out={corpora}/x.foo: the name's ending gives the image format, one of "),
+    ("shakegpt.attention", ["out=/dev/full"], "error: cannot write /dev/full: it is a character device, not a file"),
+    ("shakegpt.attention", ["prompt_file={corpora}/pipe.txt"],
+     "error: cannot read prompt file {corpora}/pipe.txt: it is a named pipe, not a text file"),
+]
+
+
+@pytest.mark.parametrize("command, args, message", TOOL_CASES, ids=[f"{c[0]} {c[1][0]}" for c in TOOL_CASES])
+def test_bad_tool_input(trained_run, corpora, command, args, message):
+    before, corpora_before = snapshot(trained_run), snapshot(corpora)
+    args = [a.format(corpora=corpora) for a in args]
+    exit_code, stderr, stdout = run_cli(command, f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", *args)
+    assert exit_code == 2 and stdout == ""
+    assert stderr.startswith(message.format(corpora=corpora)) and stderr.count("\n") == 1, stderr
+    assert snapshot(trained_run) == before and snapshot(corpora) == corpora_before
+
+
+def test_a_tiny_temperature_samples_greedily(trained_run):
+    from shakegpt.bookkeeping.checkpoints import load_model
+
+    model = load_model(trained_run / "checkpoints" / "best.ckpt")
+    start = torch.zeros((1, 1), dtype=torch.long)
+    greedy = model.generate(start, 30, top_k=1)
+    for temperature in (1e-45, 1e-300):  # below float32's smallest number, too
+        assert torch.equal(model.generate(start, 30, temperature=temperature), greedy)
 
 
 @pytest.mark.slow
@@ -358,3 +427,52 @@ def test_a_gpu_trainer_without_a_gpu_is_one_line(override, tmp_path):
         f"error: trainer.accelerator={accelerator} needs a GPU and this machine has none; "
         "use trainer=cpu, or trainer.accelerator=auto to take one where there is one"
     ]
+
+
+# A run directory's own records, damaged: cut short, unparsable, or of the wrong shape.
+DAMAGED = [
+    ("status.json", "[1, 2]"), ("status.json", '{"state": "runn'),
+    (".hydra/overrides.yaml", "{a: 1}"), (".hydra/overrides.yaml", "[unclosed"), (".hydra/overrides.yaml", "- 1\n- [2]\n"),
+    (".hydra/config.yaml", "- a list\n"), (".hydra/config.yaml", "{unclosed"),
+]
+
+
+@pytest.fixture(params=DAMAGED, ids=[f"{name}={content!r}" for name, content in DAMAGED])
+def damaged_run(request, tmp_path, trained_run):
+    """outputs/<day>/<run>: a copy of the trained run, one of its records damaged."""
+    name, content = request.param
+    run = tmp_path / "outputs" / "2026-01-01" / "00-00-00-v6"
+    shutil.copytree(trained_run, run)
+    (run / name).write_text(content)
+    return run
+
+
+def assert_warned_or_refused(stderr):
+    """Nothing, a warning line, or a one-line error: never a traceback."""
+    lines = stderr.strip().splitlines()
+    assert all(line.startswith(("warning: ", "error: ")) for line in lines) and len(lines) <= 1, stderr
+
+
+def test_report_reads_a_damaged_run_or_sweep_in_one_line(damaged_run, trained_run, tmp_path):
+    before = snapshot(damaged_run)
+    code, stderr, _ = run_cli("report.py", str(damaged_run))
+    assert (code, stderr.startswith("error: ")) in [(0, False), (2, True)]
+    assert_warned_or_refused(stderr)
+    assert snapshot(damaged_run) == before
+    sweep = tmp_path / "multirun" / "2026-01-01" / "00-00-00"  # a sound job 0 and the damaged job 1
+    shutil.copytree(trained_run, sweep / "0")
+    shutil.copytree(damaged_run, sweep / "1")
+    code, stderr, stdout = run_cli("report.py", str(sweep))
+    assert code == 0 and "| 0 |" in stdout
+    assert_warned_or_refused(stderr)
+
+
+def test_resume_auto_passes_over_a_damaged_run(damaged_run, monkeypatch, capsys):
+    from shakegpt.bookkeeping.resume import with_resume_dir
+
+    monkeypatch.chdir(damaged_run.parents[2])
+    before = snapshot(damaged_run)
+    argv = with_resume_dir(["train.py", "model=v6", "resume=auto"])
+    assert_warned_or_refused(capsys.readouterr().err)
+    assert argv[:3] == ["train.py", "model=v6", "resume=auto"]
+    assert snapshot(damaged_run) == before

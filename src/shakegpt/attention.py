@@ -7,7 +7,8 @@ prompt=<text>        the text to run through the model, taken exactly as the she
                      sample.py takes it: commas, quotes, brackets, '=', spaces and any letter are
                      kept; \\n is a newline and \\\\ a backslash (default: lines of Romeo and Juliet
                      ending "\\nO Romeo", shakegpt.attention.DEFAULT_PROMPT)
-prompt_file=<path>   read the prompt from a UTF-8 file instead, as it is (no escapes)
+prompt_file=<path>   read the prompt from a UTF-8 file instead, as it is (no escapes); a regular
+                     file of at most 1 MB (1,000,000 bytes)
 out=<file.png>       the image to write (default: attention.png in the checkpoint's run directory)
 device=D             cpu (the default), auto, cuda, cuda:N or mps
 
@@ -23,6 +24,11 @@ Versions v2 to v12 have attention; bigram has none.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C while the imports below run (seconds) is one line
+    from shakegpt.common.errors import exit_quietly_on_ctrl_c
+
+    exit_quietly_on_ctrl_c()
+
 import contextlib
 import functools
 import sys
@@ -31,8 +37,8 @@ from typing import Iterator
 
 import torch
 
-from shakegpt.common.atomic import save_figure
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.atomic import refuse_special, save_figure
+from shakegpt.common.errors import UserError, exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.options import read_options
 from shakegpt.models.v2 import CausalSelfAttention
 from shakegpt.bookkeeping.checkpoints import load_model
@@ -208,6 +214,16 @@ def prompt_text(prompt: str | None, prompt_file: str | None) -> str:
     return text
 
 
+def check_out(out: Path) -> None:
+    """out= names an image format matplotlib writes (by its ending; none: PNG), before any work."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    refuse_special(out)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix and out.suffix[1:].lower() not in formats:
+        raise UserError(f"out={out}: the name's ending gives the image format, one of {', '.join(sorted(formats))}")
+
+
 def default_out(ckpt: Path) -> Path:
     """attention.png in the run directory (<run>/checkpoints/<file>.ckpt), else beside the file."""
     folder = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -219,11 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     options = parse_options(sys.argv[1:] if argv is None else argv)
     ckpt = Path(options["ckpt"]) if options["ckpt"] else newest_checkpoint()
     text = prompt_text(options["prompt"], options["prompt_file"])
-    model = load_model(ckpt).to(pick_device(options["device"]))
     out = Path(options["out"]) if options["out"] else default_out(ckpt)
+    check_out(out)
+    model = load_model(ckpt).to(pick_device(options["device"]))
     save_figure(attention_figure(model, text, str(ckpt)), out)
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

@@ -20,6 +20,11 @@ the same memory-mapped cache training uses.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C while the imports below run (seconds) is one line
+    from shakegpt.common.errors import exit_quietly_on_ctrl_c
+
+    exit_quietly_on_ctrl_c()
+
 import math
 import sys
 from pathlib import Path
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.errors import UserError, exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.options import read_options
 from shakegpt.data import SPLITS, parse_fractions, prepare_corpus
 from shakegpt.bookkeeping.checkpoints import load_model, shown
@@ -127,7 +132,7 @@ def parse_options(argv: list[str]) -> dict:
     options = read_options(argv, OPTIONS, "python -m shakegpt.evaluate", __doc__)
     if options["split"] not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {options['split']}")
-    if not options["batch"].isdigit() or int(options["batch"]) < 1:
+    if not (options["batch"].isascii() and options["batch"].isdigit()) or int(options["batch"]) < 1:
         raise UserError(f"batch must be a positive integer, got {options['batch']}")
     return options
 
@@ -144,4 +149,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

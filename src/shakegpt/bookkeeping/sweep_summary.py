@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -92,7 +93,13 @@ def best_trial_lines(sweep: Path) -> list[str]:
     path = sweep / OPTUNA_RESULTS
     if not path.is_file():
         return []
-    results = OmegaConf.to_container(OmegaConf.load(path))
+    try:
+        results = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # YAML's and OmegaConf's errors share no base
+        results = None
+    if not isinstance(results, dict):
+        print(f"warning: the summary leaves out the best trial: {path} is not a record the Optuna sweeper wrote", file=sys.stderr)
+        return []
     trials = results.get("trials", {})
     where = results.get("storage") or "in memory"
     lines = [f"## Best trial of Optuna study `{results.get('study_name')}` ({where})", ""]
@@ -118,10 +125,22 @@ def job_of(results: dict, sweep: Path) -> str:
     return f"job directory {job_dir}, an earlier run of the study"
 
 
+def readable_runs(paths: list[Path]) -> list[Run]:
+    """The jobs' runs; a damaged job directory is left out with a warning line (a sweep's summary
+    still serves its other jobs)."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(load_run(path))
+        except UserError as exc:
+            print(f"warning: the summary leaves out job {path.name}: {exc}", file=sys.stderr)
+    return runs
+
+
 def write_sweep_summary(sweep: Path) -> list[dict]:
     """summary.md, summary.csv and curves.png in the sweep directory; returns the rows."""
     sweep = Path(sweep)
-    runs = [load_run(p) for p in job_dirs(sweep)]
+    runs = readable_runs(job_dirs(sweep))
     if not runs:
         raise UserError(f"{sweep} holds no job directories")
     common, own = varying_overrides(runs)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from shakegpt.common.errors import UserError
@@ -34,9 +35,29 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device",
+              stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def special_kind(mode: int) -> str | None:
+    """What a file of this st_mode is when it is not a regular file ('a directory', ...), else None."""
+    kind = stat.S_IFMT(mode)
+    return None if kind == stat.S_IFREG else FILE_KINDS.get(kind, "not a regular file")
+
+
 def refuse_link(path: Path) -> None:
     if Path(path).is_symlink():
         raise WriteError(path, "it is a symbolic link, and shakegpt never writes through one (remove it)")
+
+
+def refuse_special(path: Path) -> None:
+    """A directory, device (/dev/full) or pipe is never renamed over: only a file is replaced."""
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except OSError:
+        return  # absent: it will be created
+    if kind is not None:
+        raise WriteError(path, f"it is {kind}, not a file")
 
 
 def create_fresh(directory: Path, name: str) -> tuple[int, Path]:
@@ -56,6 +77,7 @@ def replacing(path: Path):
     (or Ctrl-C) the temporary file is removed, and an OSError becomes a WriteError."""
     path = Path(path)
     refuse_link(path)
+    refuse_special(path)
     tmp = None
     try:
         fd, tmp = create_fresh(path.parent, path.name)

@@ -21,6 +21,18 @@ def check_non_negative_int(name: str, value) -> None:
         raise UserError(f"{name} must be a non-negative integer, got {value}")
 
 
+MAX_SEED = 2**32 - 1  # the range numpy's generator, and so Lightning's seed_everything, accepts
+
+
+def check_int_range(name: str, value, low: int, high: int, note: str = "") -> None:
+    if not is_int(value) or not low <= value <= high:
+        raise UserError(f"{name} must be an integer from {low} to {high}{note}, got {value}")
+
+
+def check_seed(name: str, value) -> None:
+    check_int_range(name, value, 0, MAX_SEED)
+
+
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 
 
@@ -59,3 +60,22 @@ def quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def exit_quietly_on_ctrl_c(imports_done: bool = False) -> None:
+    """Until the command sets handlers of its own, Ctrl-C ends it with one line and the shell's
+    exit code 130, not a traceback. An entry script calls it first, before its imports (torch and
+    Lightning take seconds): Ctrl-C then ends the process on the spot, as unwinding a half-done
+    import can fail on its own (numpy refuses to load twice). Called again once they are done
+    (imports_done), Ctrl-C unwinds as SystemExit, so cleanups (temporary files) run."""
+    signal.signal(signal.SIGINT, exit_on_signal if imports_done else exit_at_once)
+
+
+def exit_on_signal(signum, frame) -> None:
+    print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def exit_at_once(signum, frame) -> None:
+    print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+    os._exit(128 + signum)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
-from shakegpt.common.atomic import create_fresh, os_reason, write_text
+from shakegpt.common.atomic import create_fresh, os_reason, special_kind, write_text
 from shakegpt.common.errors import UserError
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data.splits import SPLITS, split_bounds, splits_key
@@ -57,22 +57,43 @@ def corpus_path(path: str | Path | None) -> Path:
     return Path(path) if path is not None else DEFAULT_CORPUS
 
 
+@contextlib.contextmanager
+def open_regular(path: Path, what: str):
+    """path opened for reading in binary, or one line saying why not. Only a regular file: a
+    pipe, a device or a directory would block, never end, or fail obscurely. (Opened without
+    waiting, so a named pipe with no writer is refused rather than waited on.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {os_reason(exc)}") from None
+    kind = special_kind(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise UserError(f"cannot read {what} {path}: it is {kind}, not a text file")
+    with os.fdopen(fd, "rb") as f:
+        yield f
+
+
 def hash_source(path: Path) -> tuple[int, str]:
     """(size in bytes, SHA-256 hex) of a corpus file, or one line saying why it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-            return os.fstat(f.fileno()).st_size, digest
-    except OSError as exc:
-        raise UserError(f"cannot read corpus {path}: {os_reason(exc)}") from None
+    with open_regular(path, "corpus") as f:
+        try:
+            return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as exc:
+            raise UserError(f"cannot read corpus {path}: {os_reason(exc)}") from None
 
 
-def read_bytes(path: Path, what: str) -> bytes:
-    """A file the user named (what: 'corpus', 'prompt file'), or one line saying why not."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
+def read_bytes(path: Path, what: str, limit: int | None = None) -> bytes:
+    """A file the user named (what: 'corpus', 'prompt file'), of at most limit bytes, or one
+    line saying why not."""
+    with open_regular(path, what) as f:
+        try:
+            raw = f.read() if limit is None else f.read(limit + 1)
+        except OSError as exc:
+            raise UserError(f"cannot read {what} {path}: {os_reason(exc)}") from None
+    if limit is not None and len(raw) > limit:
+        raise UserError(f"{what} {path} is over the limit of {limit:,} bytes")
+    return raw
 
 
 def decode_utf8(raw: bytes, path: Path, what: str) -> str:
@@ -140,18 +161,21 @@ def cache_root(cache_dir: str | Path | None) -> Path:
 
 @contextlib.contextmanager
 def cache_lock(directory: Path):
-    """One preparer at a time per cache entry: DDP ranks started together wait for the first."""
+    """One preparer at a time per cache entry: DDP ranks started together wait for the first.
+    filelock's lock: flock where the system has it, else the platform's own (Windows), and it
+    never opens a link planted at the lock's name (a cache may be shared)."""
     if directory.is_symlink():
         raise UserError(f"the corpus cache entry {directory} is a symbolic link; remove it, or set data.cache_dir")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        # Not following a link planted at the lock's name (a cache may be shared).
-        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        lock = FileLock(directory / "lock")
+        lock.acquire()
     except OSError as exc:
         raise UserError(f"cannot use the corpus cache {directory}: {os_reason(exc)}; set data.cache_dir") from None
-    with os.fdopen(fd, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def read_meta(directory: Path, source: Path, digest: str, tokenizer: str, size: int) -> dict | None:

@@ -129,7 +129,11 @@ class LanguageModel(L.LightningModule):
     ) -> Iterator[torch.Tensor]:
         """Yield (B, 1) next tokens one at a time, each sampled from the last block_size tokens."""
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.block_size :])[:, -1, :] / temperature  # (B, vocab)
+            logits = self(idx[:, -self.block_size :])[:, -1, :]  # (B, vocab)
+            # The likeliest at 0 (softmax does not change) and a divisor the logits' type can hold: a
+            # tiny temperature then sends the others to -inf, greedy sampling, rather than to nan.
+            divisor = max(temperature, torch.finfo(logits.dtype).tiny)
+            logits = (logits - logits.amax(dim=-1, keepdim=True)) / divisor
             if top_k is not None:
                 kth = torch.topk(logits, top_k).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))

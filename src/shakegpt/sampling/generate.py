@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int
+from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int, check_seed
 from shakegpt.common.errors import UserError
 from shakegpt.common.run_dirs import run_roots
 from shakegpt.models.base import LanguageModel
@@ -25,8 +25,9 @@ def newest_checkpoint(roots: tuple[Path, ...] | None = None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num_samples) -> None:
+def check_sampling(model: LanguageModel, max_new_tokens, temperature, top_k, num_samples, seed) -> None:
     check_non_negative_int("max_new_tokens", max_new_tokens)
+    check_seed("seed", seed)
     check_positive("temperature", temperature)
     if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= len(model.tokenizer)):
         raise UserError(f"top_k must be an integer from 1 to the vocabulary size {len(model.tokenizer)}, got {top_k}")
@@ -65,7 +66,7 @@ def write_samples(
     """num_samples continuations of prompt, drawn together as one batch on the model's device,
     to out (stdout). A single sample streams character by character (byte models: as each
 character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
-    check_sampling(model, max_new_tokens, temperature, top_k, num_samples)
+    check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
     out = out or sys.stdout
     tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
     device = model.device

@@ -18,6 +18,8 @@ from shakegpt.data import decode_utf8, read_bytes
 # An option is `name=value` (`+name=`, `~name=`, dotted names) or a flag such as `--help`, `-c`.
 OPTION = re.compile(r"^([+~]?[A-Za-z_][A-Za-z0-9_.]*=|--|-[A-Za-z]$)")
 ESCAPES = {"n": "\n", "\\": "\\"}
+# A model sees only its last block_size tokens of a prompt; this much is room for any use.
+PROMPT_FILE_LIMIT = 1_000_000  # bytes, stated in sample.py's and shakegpt.attention's --help
 
 
 def unescape(text: str) -> str:
@@ -51,7 +53,7 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     if prompt_file is None:
         return unescape("" if prompt is None else str(prompt))
     path = Path(str(prompt_file))
-    return decode_utf8(read_bytes(path, "prompt file"), path, "prompt file")
+    return decode_utf8(read_bytes(path, "prompt file", PROMPT_FILE_LIMIT), path, "prompt file")
 
 
 def check_options(args: list[str], known: set[str]) -> None:

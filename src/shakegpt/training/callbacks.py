@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from shakegpt.attention import DEFAULT_PROMPT, attention_grid, attention_layers, attention_maps, token_labels
 from shakegpt.common.errors import UserError, quiet_stdout
+from shakegpt.training.interrupts import stop_requested
 from shakegpt.training.lightning_private import RichProgressBarHooks
 from shakegpt.training.loggers import RunRecord
 
@@ -150,7 +151,9 @@ class TextSample(L.Callback):
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero or self.max_new_tokens <= 0:
             return
-        text = sample_text(pl_module, self.max_new_tokens, self.seed)
+        text = sample_text(pl_module, self.max_new_tokens, self.seed, stop=functools.partial(stop_requested, trainer))
+        if text is None:
+            return  # a signal came: the run stops without this evaluation's sample
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 # Markdown would swallow Shakespeare's line breaks: indent it as a code block.
@@ -159,14 +162,22 @@ class TextSample(L.Callback):
                 logger.log_sample(text, trainer.global_step)
 
 
-def sample_text(model, max_new_tokens: int, seed: int) -> str:
+def sample_text(model, max_new_tokens: int, seed: int, stop=lambda: False) -> str | None:
+    """max_new_tokens from token 0 (as the lecture); None when stop() turns true on the way
+    (asked before each token)."""
     was_training = model.training
     model.eval()
     start = torch.zeros((1, 1), dtype=torch.long, device=model.device)  # token 0, as the lecture
     generator = torch.Generator(model.device).manual_seed(seed)
-    tokens = model.generate(start, max_new_tokens, generator=generator)[0, 1:]
-    model.train(was_training)
-    return model.tokenizer.decode(tokens.tolist())
+    tokens = []
+    try:
+        for token in model.stream(start, max_new_tokens, generator=generator):
+            if stop():
+                return None
+            tokens.append(token)
+    finally:
+        model.train(was_training)
+    return model.tokenizer.decode(torch.cat(tokens, dim=1)[0].tolist())
 
 
 class AttentionImage(L.Callback):

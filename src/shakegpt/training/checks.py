@@ -7,15 +7,23 @@ from collections.abc import Mapping
 import torch
 from omegaconf import DictConfig
 
-from shakegpt.common.config import check_positive, check_positive_int
+from shakegpt.common.config import check_int_range, check_positive, check_positive_int, check_seed
 from shakegpt.common.errors import UserError
 from shakegpt.training.lr_finder import check_range
 from shakegpt.training.optimizers import check_optimizer_numbers
 from shakegpt.training.schedules import check_schedule
 
 
+# The text sample at each evaluation costs one forward pass of the model a token, every
+# evaluation; longer texts are sample.py's work.
+MAX_SAMPLE_TOKENS = 10_000
+
+
 def check_config(cfg: DictConfig) -> None:
     """The numbers a user can get wrong, checked before anything is built or written."""
+    check_seed("seed", cfg.seed)
+    check_int_range("sample_tokens", cfg.sample_tokens, 0, MAX_SAMPLE_TOKENS,
+                    " (a forward pass a token at every evaluation; sample.py writes longer texts)")
     lr = cfg.optimizer.lr
     if lr != "auto" and not (isinstance(lr, (int, float)) and lr > 0):
         raise UserError(f"optimizer.lr must be a positive number or 'auto', got {lr}")

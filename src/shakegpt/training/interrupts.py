@@ -86,6 +86,7 @@ class StopOnSignal(L.Callback):
         self.forced = False  # a second signal: do not wait for the evaluation
         self.saved_step: int | None = None
         self.trainer: L.Trainer | None = None
+        self.evaluating = False  # from an evaluation's start to this callback's end of it
 
     def on_train_start(self, trainer, pl_module):
         # After Lightning registered its own SIGTERM handler (which broadcasts to DDP ranks from
@@ -103,19 +104,23 @@ class StopOnSignal(L.Callback):
             set_received_sigterm(trainer, True)
             return
         self.signum = signum
-        set_received_sigterm(trainer, not trainer.validating)
+        # During an evaluation, its end (on_validation_end below) stops the run; after that end (the
+        # text sample, which checks stop_requested), Lightning's flag stops it at the next step.
+        set_received_sigterm(trainer, not self.evaluating)
         if trainer.is_global_zero:
-            after = "the evaluation in progress (again to stop now)" if trainer.validating else "this step"
+            after = "the evaluation in progress (again to stop now)" if self.evaluating else "this step"
             print(f"\n{signal.Signals(signum).name}: stopping after {after}, with a checkpoint", file=sys.stderr)
         launcher = trainer.strategy.launcher
         if launcher is not None:
             launcher.kill(signum)  # rank 0 passes it to the DDP processes it started
 
     def on_validation_start(self, trainer, pl_module):
+        self.evaluating = True
         if self.signum is not None and not self.forced:
             set_received_sigterm(trainer, False)  # let the evaluation of this step run to its end
 
     def on_validation_end(self, trainer, pl_module):
+        self.evaluating = False
         if self.signum is None:
             return
         if not trainer.sanity_checking:
@@ -133,6 +138,12 @@ class StopOnSignal(L.Callback):
         # later would never reach. The state is the same on every rank; the strategy writes once.
         trainer.strategy.save_checkpoint(checkpoint_state(trainer), self.checkpoint)
         self.saved_step = trainer.global_step
+
+
+def stop_requested(trainer: L.Trainer) -> bool:
+    """Whether a signal asked the run to stop: long work in a callback (the text sample at
+    evaluations) checks it as it goes, so that a signal is answered within a moment."""
+    return any(isinstance(c, StopOnSignal) and c.signum is not None for c in trainer.callbacks)
 
 
 def record_interrupt(stop: Interrupted, run_dir: Path, command: str) -> None:

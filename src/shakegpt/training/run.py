@@ -15,7 +15,9 @@ from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,7 +57,7 @@ def train(cfg: DictConfig) -> dict:
     checkpoint_io = AtomicCheckpointIO()
     # Lightning counts val_check_interval in batches; the config, as the lecture's eval_interval, in steps.
     every = cfg.trainer.val_check_interval * cfg.trainer.accumulate_grad_batches
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io], val_check_interval=every)
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io], val_check_interval=every)
     record_start(cfg, trainer, datamodule, n_params, out)
 
     ckpt_path, first_step = resume_from(cfg, out, model)
@@ -90,6 +92,18 @@ def build_model(cfg: DictConfig, tokenizer, lr: float):
     )
     model.optimizer_and_schedule = optimizer_and_schedule
     return model
+
+
+def build_trainer(cfg: DictConfig, **kwargs) -> L.Trainer:
+    """cfg.trainer as Lightning's Trainer; a setting Lightning refuses (trainer.precision=foo) is
+    one line, Lightning's own sentence, rather than Hydra's report of a failed instantiation."""
+    try:
+        return instantiate(cfg.trainer, **kwargs)
+    except InstantiationException as exc:
+        if not isinstance(exc.__cause__, (ValueError, MisconfigurationException)):
+            raise
+        reason = str(exc.__cause__).strip().splitlines()[0]
+        raise UserError(f"Lightning refuses the trainer settings: {reason}") from None
 
 
 def fit(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> float:
