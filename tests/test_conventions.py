@@ -34,6 +34,17 @@ def test_help_is_the_labs_page_and_creates_nothing(tmp_path, monkeypatch):
 PRINT_ONLY = [["--hydra-help"], ["--cfg", "job"], ["--cfg", "job", "--resolve"], ["--cfg", "hydra"], ["--info"], ["-m", "--help"]]
 
 
+def test_help_into_a_closed_pipe_ends_quietly():
+    """`python train.py --help | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "train.py", "--help"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the page is written
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141 and b"Traceback" not in stderr, stderr.decode()
+
+
 @pytest.mark.parametrize("flags", PRINT_ONLY, ids=" ".join)
 def test_flags_that_print_create_nothing(tmp_path, monkeypatch, flags):
     monkeypatch.chdir(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 from shakegpt.bookkeeping.locks import hold, release_all
 from shakegpt.bookkeeping.resume import refuse_reuse, with_resume_dir
 from shakegpt.common.atomic import create_fresh
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.errors import UserError, quiet_stdout, report_user_errors
 from shakegpt.common.run_dirs import dir_template, split_template
 from shakegpt.training.checks import refuse_lightning_limits, typed_lightning_limits
 from shakegpt.training.interrupts import Interrupted, signals_interrupt
@@ -138,6 +138,9 @@ def run_interruptible(main) -> None:
     try:
         with signals_interrupt():
             main()
+    except BrokenPipeError:  # `python train.py --help | head`: Hydra prints the page itself
+        quiet_stdout()
+        sys.exit(141)
     except (KeyboardInterrupt, Interrupted) as exc:
         stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
         print(f"interrupted by {stop}; continue with: {continue_command()}", file=sys.stderr)
