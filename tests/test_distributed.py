@@ -33,7 +33,7 @@ def test_ranks_draw_different_batches():
     data = CorpusDataModule(batch_size=4, block_size=8)
     first_batch = {}
     for rank in (0, 1):
-        data.trainer = SimpleNamespace(global_rank=rank, global_step=0)
+        data.trainer = SimpleNamespace(global_rank=rank, global_step=0, accumulate_grad_batches=1)
         first_batch[rank] = next(iter(data.train_dataloader()))[0]
     assert not torch.equal(first_batch[0], first_batch[1])
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, TINY, run_cli, run_script
+from tests.helpers import ROOT, TINY, run_cli, run_script
 
 
 def files(directory):

@@ -33,9 +33,10 @@ def record_start(cfg, trainer: L.Trainer, datamodule, n_params: int, out: Path) 
     write_status(
         out, "running", max_steps=cfg.trainer.max_steps, parameters=n_params, tokens_per_step=step_tokens(trainer, datamodule)
     )
+    accumulated = f" x {trainer.accumulate_grad_batches} accumulated" if trainer.accumulate_grad_batches > 1 else ""
     log.info(
-        "effective batch: %d processes (%d nodes) x %d accumulated x %d = %d sequences of %d tokens per step",
-        trainer.world_size, trainer.num_nodes, trainer.accumulate_grad_batches, datamodule.batch_size,
+        "effective batch: %d processes (%d nodes)%s x %d = %d sequences of %d tokens per step",
+        trainer.world_size, trainer.num_nodes, accumulated, datamodule.batch_size,
         effective_batch(trainer, datamodule), datamodule.block_size,
     )
 
