@@ -21,10 +21,9 @@ from pathlib import Path
 from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.curves import mean_of_seeds, plot_curves
 from shakegpt.common.errors import report_user_errors
-from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools.pages import commands_section, mean_sd, tool_command, write_page
-from shakegpt.tools.runner import run_per_seed, run_version
+from shakegpt.tools.runner import per_seed_parser, run_per_seed, run_version
 
 # One shape and budget for every row: small enough that a run takes about two minutes on one
 # core here, large enough that the architecture matters (4 layers, 64-character windows).
@@ -52,14 +51,8 @@ ROWS = {
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = per_seed_parser(__doc__, "beyond")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1337, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one core)")
-    parser.add_argument("--no-train", action="store_true", help="rewrite the docs from the runs already there")
-    parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "beyond")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "beyond.md")
-    parser.add_argument("overrides", nargs="*", help="more train.py overrides for every run (e.g. for a quick check)")
     return parser
 
 

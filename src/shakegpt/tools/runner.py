@@ -3,6 +3,7 @@ process started from the project root, and the run read back by bookkeeping.runs
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
@@ -81,3 +82,15 @@ def run_per_seed(jobs: int, run_one, names: list[str], seeds: list[int], *args) 
     """{name: [run_one(name, seed, *args) for each seed]}, `jobs` runs at a time."""
     results = run_in_parallel(jobs, {(name, seed): (run_one, name, seed, *args) for name in names for seed in seeds})
     return {name: [results[name, seed] for seed in seeds] for name in names}
+
+
+def per_seed_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The command line of a tool that trains each of its rows once per seed and writes docs/<name>.md."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1337, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one core)")
+    parser.add_argument("--no-train", action="store_true", help="rewrite the docs from the runs already there")
+    parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / name)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / f"{name}.md")
+    parser.add_argument("overrides", nargs="*", help="more train.py overrides for every run (e.g. for a quick check)")
+    return parser

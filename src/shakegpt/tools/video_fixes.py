@@ -24,9 +24,8 @@ from shakegpt.bookkeeping.checkpoints import load_model
 from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.curves import mean_of_seeds, plot_curves
 from shakegpt.common.errors import report_user_errors
-from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.pages import commands_section, mean_sd, tool_command, write_page
-from shakegpt.tools.runner import run_per_seed, run_version
+from shakegpt.tools.runner import per_seed_parser, run_per_seed, run_version
 
 # v7's shape scaled down (6 layers of 384 -> 4 of 96, 4 heads of 24, windows of 256 -> 64),
 # its dropout and constant rate kept (the rate raised for the shorter run): about six minutes
@@ -46,13 +45,7 @@ MODES = {
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1337, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one core)")
-    parser.add_argument("--no-train", action="store_true", help="rewrite the docs from the runs already there")
-    parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "video_fixes")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "video_fixes.md")
-    parser.add_argument("overrides", nargs="*", help="more train.py overrides for every run (e.g. for a quick check)")
+    parser = per_seed_parser(__doc__, "video_fixes")
     return parser
 
 
