@@ -6,6 +6,8 @@ import torch
 
 from tests.helpers import TINY, run_script
 
+pytest_plugins = ["tests.postgres"]  # the postgres_server and postgres_url fixtures
+
 
 @pytest.fixture(scope="session", autouse=True)
 def corpus_cache(tmp_path_factory) -> Iterator[Path]:

@@ -1,12 +1,19 @@
 """The Optuna study behind a sweep: opened (or continued) from its storage, its trials counted,
-trials orphaned by a dead sweep found, and its best trial written out."""
+trials orphaned by a dead sweep found, and its best trial written out.
+
+hydra.sweeper.storage names the storage: null (in memory), an SQLAlchemy URL (sqlite:///study.db,
+postgresql+psycopg://user@host/db), or journal:///<path>, Optuna's journal file (the path after the third
+slash, as for sqlite: journal:////shared/lr.log is absolute), for nodes that share a file system
+and no database."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+import re
 import socket
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -35,30 +42,82 @@ def quiet_optuna() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+JOURNAL = "journal:///"
+# user:password@ in a database URL (the password may hold an @: the last one ends it).
+PASSWORD = re.compile(r"^(?P<head>[\w+]+://[^:/@]*:)(?P<password>.*)@")
+
+
+def masked(url: str | None) -> str | None:
+    """The storage as logs, errors and the sweep's records name it: a password as ***."""
+    return PASSWORD.sub(r"\g<head>***@", str(url)) if url else url
+
+
+def journal_path(url: str) -> str:
+    if not url.startswith(JOURNAL) or url == JOURNAL:
+        raise UserError(f"a journal storage is journal:///<path> (journal:////shared/study.log when absolute), got {url}")
+    return url[len(JOURNAL):]
+
+
 def storage_for(url: str | None):
-    """None (in memory) or an RDB storage; SQLite waits for a lock held by a parallel trial."""
+    """None (in memory), Optuna's journal file, or an RDB storage; SQLite waits for a lock held
+    by a parallel trial."""
     import optuna
 
     if url is None:
         return None
-    engine = {"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else None
-    return optuna.storages.RDBStorage(str(url), engine_kwargs=engine)
+    url = str(url)
+    if url.startswith("journal:"):
+        backend = optuna.storages.journal.JournalFileBackend(journal_path(url))
+        return optuna.storages.JournalStorage(backend)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
 
 
 def open_study(name: str, url: str | None, direction: str, sampler=None, pruner=None, create: bool = True):
     """The study, created or continued; a storage that cannot be opened is the user's to fix."""
+    for attempt in range(3):
+        try:
+            return load_or_create(name, url, direction, sampler, pruner, create)
+        except Exception as exc:  # SQLAlchemy's and Optuna's errors have no common base but Exception
+            if attempt < 2 and creating_tables_at_once(exc):
+                time.sleep(1)
+                continue
+            raise UserError(f"cannot open Optuna study {name!r} in {where(url)}: {storage_error(exc, url)}") from None
+
+
+def load_or_create(name: str, url: str | None, direction: str, sampler, pruner, create: bool):
     import optuna
 
-    try:
-        storage = storage_for(url)
-        if not create:
-            return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        return optuna.create_study(
-            study_name=name, storage=storage, direction=direction, sampler=sampler, pruner=pruner, load_if_exists=True
-        )
-    except Exception as exc:  # SQLAlchemy's and Optuna's errors have no common base but Exception
-        where = f"storage {url}" if url else "in-memory storage"
-        raise UserError(f"cannot open Optuna study {name!r} in {where}: {one_line(exc)}") from None
+    storage = storage_for(url)
+    if not create:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    return optuna.create_study(
+        study_name=name, storage=storage, direction=direction, sampler=sampler, pruner=pruner, load_if_exists=True
+    )
+
+
+def creating_tables_at_once(exc: Exception) -> bool:
+    """Whether two sweeps started on a new database at once (nodes of one job): Optuna creates its
+    tables and version rows unguarded, and the slower sweep finds them made under it. Its second
+    try opens them."""
+    import sqlalchemy.exc
+
+    return isinstance(exc, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError))
+
+
+def where(url: str | None) -> str:
+    return f"storage {masked(url)}" if url else "in-memory storage"
+
+
+def storage_error(exc: Exception, url: str | None) -> str:
+    """The storage's error in one line, without the URL's password, with the missing driver named."""
+    text = one_line(exc)
+    password = PASSWORD.match(str(url or ""))
+    if password and password["password"]:
+        text = text.replace(password["password"], "***")
+    if isinstance(exc, ImportError) and str(url).startswith("postgresql"):
+        text += " (the project's PostgreSQL driver is psycopg: pip install -e '.[cluster]'; postgresql+psycopg://...)"
+    return text
 
 
 def this_process() -> str:
@@ -89,6 +148,12 @@ def counts(study) -> dict[str, int]:
     }
 
 
+def running_trials(study) -> list:
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
 def ended(study) -> int:
     """Trials that count towards n_trials: complete, pruned or failed; not one still running
     (nor one whose sweep died while it ran: it runs again)."""
@@ -112,7 +177,7 @@ def write_results(study, sweep_dir: Path, storage: str | None, n_trials: int) ->
     results = {
         "name": "optuna",
         "study_name": study.study_name,
-        "storage": storage,
+        "storage": masked(storage),
         "direction": study.direction.name.lower(),
         "n_trials": n_trials,
         "trials": counts(study),

@@ -4,7 +4,9 @@ Each batch asks the study for n_jobs trials, launches them as jobs through Hydra
 (job number = trial number, so job directory N holds trial N), and tells the study each job's
 result: its best validation loss, PRUNED when the pruner stopped it, FAIL when it failed. With a
 storage (sqlite:///study.db) the same command continues the study: only the trials missing to
-reach n_trials run, and a trial whose sweep died while it ran runs again.
+reach n_trials run, and a trial whose sweep died while it ran runs again. Sweeps on several nodes
+may share one study (PostgreSQL, or a journal:/// file on a shared file system): each asks for
+trials until the study as a whole has n_trials.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.shakegpt_optuna._optuna_private import running_trial
+from hydra_plugins.shakegpt_optuna._shared import study_lock
 from hydra_plugins.shakegpt_optuna._space import SearchSpace, as_override, parse_space, stored_params_problem
 from hydra_plugins.shakegpt_optuna._study import (
     IN_PROCESS,
@@ -29,9 +32,11 @@ from hydra_plugins.shakegpt_optuna._study import (
     OWNER,
     best_trial,
     ended,
+    masked,
     open_study,
     orphaned,
     quiet_optuna,
+    running_trials,
     this_process,
     write_results,
 )
@@ -115,21 +120,32 @@ class OptunaSweeper(Sweeper):
             raise UserError(f"hydra.sweeper.{what}: cannot build {config.get('_target_')}: {root_cause(exc)}") from None
 
     def run_trials(self, study, space: SearchSpace) -> None:
-        waiting = self.rerunnable(study, orphaned(t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"), space)
-        done = ended(study)
-        to_run = max(0, self.n_trials - done)
+        """Batches of trials until the study has its n_trials, counting the trials of any other
+        sweep that shares the study (another node's)."""
+        done, running = ended(study), len(running_trials(study))
+        note = " (raise hydra.sweeper.n_trials to run more)" if done >= self.n_trials else ""
+        log.info("Optuna study %r (%s): %d trial(s) ended, %d running, n_trials=%d%s",
+                 self.study_name, masked(self.storage) or "in memory", done, running, self.n_trials, note)
         pruning = self.pruning_reaches_jobs()
-        if to_run == 0:
-            note = " (raise hydra.sweeper.n_trials to run more)"
-        else:
-            note = f", first the {len(waiting)} whose sweep stopped" if waiting else ""
-        log.info("Optuna study %r (%s): %d trial(s) ended before, %d to run for n_trials=%d%s",
-                 self.study_name, self.storage or "in memory", done, to_run, self.n_trials, note)
-        while to_run > 0:
-            trials = [self.resume_trial(study, waiting.pop(0)) if waiting else self.new_trial(study, space)
-                      for _ in range(min(self.n_jobs, to_run))]
+        while trials := self.next_trials(study, space):
             self.launch(study, trials, space, pruning)
-            to_run -= len(trials)
+        if others := running_trials(study):
+            log.info("the study has its n_trials; %d trial(s) still run in other sweeps: %s", len(others),
+                     ", ".join(f"{t.number} ({t.user_attrs.get(OWNER, 'owner unknown')})" for t in others[:5]))
+
+    def next_trials(self, study, space: SearchSpace) -> list:
+        """Up to n_jobs trials to run next, those a stopped sweep left running first, and no more
+        than the study lacks: its ended trials and those running (here or in a live sweep
+        elsewhere) count. Counted and asked under the study's lock, so that sweeps sharing the
+        study never both take its last place, nor both rerun one orphaned trial."""
+        with study_lock(self.storage, self.study_name):
+            running = running_trials(study)
+            stopped = orphaned(running)
+            waiting = self.rerunnable(study, stopped, space)  # marks the others failed: they are ended now
+            room = self.n_trials - ended(study) - (len(running) - len(stopped))
+            count = max(0, min(self.n_jobs, room))
+            return [self.resume_trial(study, waiting.pop(0)) if waiting else self.new_trial(study, space)
+                    for _ in range(count)]
 
     def new_trial(self, study, space: SearchSpace):
         try:

@@ -116,13 +116,14 @@ def best_trial_lines(sweep: Path) -> list[str]:
 
 
 def job_of(results: dict, sweep: Path) -> str:
-    """Where the best trial ran: a job of this sweep, or a directory of an earlier run of the study."""
+    """Where the best trial ran: a job of this sweep, or a directory of another sweep of the study
+    (an earlier run, or another node's)."""
     job_dir = results.get("best_job_dir")
     if not job_dir:
         return "job directory not recorded"
     if Path(job_dir).parent.resolve() == sweep.resolve():
         return f"job {Path(job_dir).name}"
-    return f"job directory {job_dir}, an earlier run of the study"
+    return f"job directory {job_dir}, of another sweep of the study"
 
 
 def readable_runs(paths: list[Path]) -> list[Run]:
