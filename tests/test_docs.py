@@ -1,4 +1,4 @@
-"""Every command the README and the guide show still parses: its Hydra overrides resolve
+"""Every command the README, the guide and docs/cluster.md show still parses: its Hydra overrides resolve
 against conf/, its flags against the script's own parser. The docs cannot drift from the code."""
 
 import contextlib
@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from shakegpt.sampling.prompt import split_prompt_args
 from tests.helpers import ROOT, commands
 
-DOCS = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "guide.md", ROOT / "docs" / "cluster.md"]
 
 
 def shown_commands() -> list[tuple[str, str]]:
@@ -25,7 +25,7 @@ def shown_commands() -> list[tuple[str, str]]:
         blocks = re.findall(r"```\n(.*?)```", text, re.S) + re.findall(r"`(python [^`]+)`", text)
         for block in blocks:
             for line in block.replace("\\\n", " ").splitlines():
-                line = line.split("  #")[0].strip()
+                line = line.split("  #")[0].strip().removeprefix("srun ")  # an sbatch script's command
                 if line.startswith(("python ", "torchrun ")):
                     commands.append((doc.name, line))
     return commands

@@ -33,14 +33,19 @@ def status(run_dir):
     return json.loads((run_dir / "status.json").read_text())
 
 
-def signal_when(command, ready, signum, timeout=120):
-    """Start command, send signum once ready() holds; (exit code, stderr)."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def signal_when(command, ready, signum, timeout=120, env=None):
+    """Start command, send signum once ready() holds; (exit code, stderr). A process that has not
+    ended timeout seconds later is killed, failing the test."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None and not ready():
         time.sleep(0.02)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=timeout)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"{shlex.join(map(str, command))} did not end within {timeout} s of {signal.Signals(signum).name}") from None
     return process.returncode, stderr
 
 
@@ -107,6 +112,94 @@ def test_a_signal_saves_the_step_reached_and_resume_ends_as_the_uninterrupted_ru
     assert f"resuming from {last} at step {step}" in result.stdout
     assert {k: metrics(run_dir)[k] for k in LOSSES} == {k: metrics(whole_run)[k] for k in LOSSES}
     assert val_curve(run_dir) == val_curve(whole_run)
+
+
+# The environment of a one-task SLURM batch job, as Lightning's SLURMEnvironment reads it.
+SLURM_JOB = {
+    "SLURM_JOB_ID": "777", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+    "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+}
+
+def slurm_job_env(tmp_path):
+    """SLURM_JOB's environment with a stand-in scontrol first on PATH: it records its arguments
+    in tmp_path/scontrol.log and ends the job as SLURM does after `scontrol requeue`, with
+    SIGTERM to the process that called it (the SIGKILL after SLURM's grace period is signal_when's
+    kill at its timeout)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/sh\necho "$@" >> "$SCONTROL_LOG"\nkill -TERM "$PPID"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    return {**os.environ, **SLURM_JOB, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SCONTROL_LOG": str(tmp_path / "scontrol.log")}
+
+
+@pytest.mark.slow
+def test_slurm_requeue_saves_the_step_reached_and_the_requeued_job_ends_as_the_uninterrupted_run(tmp_path, whole_run):
+    run_dir, env = tmp_path / "run", slurm_job_env(tmp_path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={run_dir}"]
+    returncode, stderr = signal_when(command, checkpoint_at_least(last, 60), signal.SIGUSR1, env=env)
+
+    assert returncode == 128 + signal.SIGUSR1, stderr
+    step = read_checkpoint(last)["global_step"]
+    state = status(run_dir)
+    assert (state["state"], state["steps"], state["signal"], state["job"]) == ("requeued", step, "SIGUSR1", "777")
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 777\n"
+    assert not list(run_dir.rglob("hpc_ckpt_*"))  # Lightning's own requeue is off: one checkpoint
+    assert stderr.strip().splitlines()[-1].startswith(f"requeued by SIGUSR1 at step {step}, checkpoint {last}")
+    code, _, report = run_cli("report.py", str(run_dir))
+    assert code == 0 and f"status: requeued at step {step} by SIGUSR1; SLURM job 777" in report
+
+    # SLURM runs the job again: the same command, SLURM_RESTART_COUNT set, no resume=auto typed.
+    rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**env, "SLURM_RESTART_COUNT": "1"})
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from {last} at step {step}" in rerun.stdout
+    assert {k: metrics(run_dir)[k] for k in LOSSES} == {k: metrics(whole_run)[k] for k in LOSSES}
+    assert val_curve(run_dir) == val_curve(whole_run)  # values and step labels
+    assert status(run_dir)["state"] == "finished"
+
+
+def process_record(pid):
+    """(argv, environment, working directory) of a running process, to start it again as it was."""
+    proc = f"/proc/{pid}"
+    with open(f"{proc}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    with open(f"{proc}/environ", "rb") as f:
+        env = dict(item.decode().split("=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    return argv, env, os.readlink(f"{proc}/cwd")
+
+
+@pytest.mark.slow
+def test_a_submitit_sweep_job_requeued_under_slurm_continues_when_slurm_runs_it_again(tmp_path, whole_run):
+    # hydra/launcher=slurm's jobs get submitit's USR2 before their time limit. submitit_local runs
+    # the same job code (the pickled job, unpickled in a process of its own), here in a SLURM job's
+    # environment: the job is requeued as a single run is, and SLURM's rerun of it is the same
+    # process started again with SLURM_RESTART_COUNT=1.
+    sweep_dir, env = tmp_path / "sweep", slurm_job_env(tmp_path)
+    job_dir = sweep_dir / "0"
+    last = job_dir / "checkpoints" / "last.ckpt"
+    driver = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", *RESUMABLE, "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while not checkpoint_at_least(last, 60)() and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    pid = status(job_dir)["pid"]
+    job_argv, job_env, job_cwd = process_record(pid)
+    os.kill(pid, signal.SIGUSR2)
+    driver.communicate(timeout=120)  # locally no one requeues the job, so the sweep ends; on SLURM it waits
+
+    step = read_checkpoint(last)["global_step"]
+    state = status(job_dir)
+    assert (state["state"], state["steps"], state["signal"], state["job"]) == ("requeued", step, "SIGUSR2", "777")
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 777\n"
+    rerun = subprocess.run(job_argv, cwd=job_cwd, env={**job_env, "SLURM_RESTART_COUNT": "1"}, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from {last} at step {step}" in rerun.stdout + rerun.stderr
+    assert {k: metrics(job_dir)[k] for k in LOSSES} == {k: metrics(whole_run)[k] for k in LOSSES}
+    assert val_curve(job_dir) == val_curve(whole_run)
 
 
 @pytest.mark.slow

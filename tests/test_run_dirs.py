@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from shakegpt.bookkeeping.resume import with_resume_dir
 from shakegpt.common import run_dirs
 from shakegpt.common.run_dirs import as_glob, split_template
-from shakegpt.training.cli import is_named_directory, output_root
+from shakegpt.training.cli import is_named_directory, output_root, slurm_job_args
 from tests.helpers import ROOT, run_cli
 
 
@@ -34,6 +34,23 @@ def test_a_command_that_names_one_directory_is_named_whatever_its_path():
     assert not is_named_directory(["hydra.run.dir=elsewhere/${now:%H-%M-%S}"])
     assert output_root(["hydra.run.dir=elsewhere/${now:%H-%M-%S}"]) == Path("elsewhere")
     assert output_root(["-m", "model=v6"]) == Path("multirun") and output_root([]) == Path("outputs")
+
+
+def test_a_slurm_job_runs_in_a_directory_of_its_own(monkeypatch):
+    # Every task of the job, and the job SLURM runs again after a requeue, name the same directory.
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert slurm_job_args(["model=v6"]) == ["model=v6", "hydra.run.dir=outputs/slurm-777"]
+    assert slurm_job_args(["-m", "model=v6"]) == ["-m", "model=v6", "hydra.sweep.dir=multirun/slurm-777"]
+    assert slurm_job_args(["hydra.run.dir=runs/a"]) == ["hydra.run.dir=runs/a"]  # named: the user's
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued: the same command, continued
+    assert slurm_job_args(["hydra.run.dir=runs/a", "resume=null"]) == ["hydra.run.dir=runs/a", "resume=auto"]
+    monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # an interactive allocation is not a batch job
+    assert slurm_job_args(["model=v6"]) == ["model=v6"]
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert slurm_job_args(["model=v6"]) == ["model=v6"]
 
 
 def make_unfinished_run(run: Path, overrides: list[str], checkpoint: bytes = b"x") -> Path:

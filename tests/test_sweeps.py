@@ -62,12 +62,48 @@ def test_a_sweep_whose_every_job_fails_exits_nonzero(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
-def test_launcher_runs_a_two_job_sweep(tmp_path, launcher):
-    result = sweep(tmp_path, "model=bigram", "data.block_size=4,8", f"hydra/launcher={launcher}")
+def test_the_joblib_launcher_runs_a_two_job_sweep(tmp_path):
+    result = sweep(tmp_path, "model=bigram", "data.block_size=4,8", "hydra/launcher=joblib")
     assert result.returncode == 0, result.stderr
     rows = summary_rows(tmp_path)
     assert [rows[j]["status"] for j in ("0", "1")] == ["finished", "finished"]
+
+
+def submitted_jobs(sweep_dir):
+    """The jobs submitit pickled for this sweep (what a SLURM node unpickles and runs): by job
+    number, the model.n_head each was submitted with."""
+    import pickle
+
+    jobs = {}
+    for path in sweep_dir.glob(".submitit/*/*_submitted.pkl"):
+        with path.open("rb") as f:
+            delayed = pickle.load(f)
+        overrides, _, job_num = delayed.args[:3]
+        jobs.setdefault(job_num, []).append(next(o for o in overrides if o.startswith("model.n_head=")))
+    return jobs
+
+
+@pytest.mark.slow
+def test_the_submitit_launcher_runs_a_sweep_in_job_processes_and_resumes_it(tmp_path):
+    # hydra/launcher=submitit_local is the submitit code that submits SLURM jobs (hydra/launcher=slurm),
+    # each job pickled, unpickled and run in a process of its own; here on this machine.
+    args = ["model=v6", "model.n_head=5,4", "hydra/launcher=submitit_local"]
+    result = sweep(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    assert submitted_jobs(tmp_path) == {0: ["model.n_head=5"], 1: ["model.n_head=4"]}
+    rows = summary_rows(tmp_path)
+    assert rows["0"]["status"] == "failed: model.n_embd=32 must be divisible by model.n_head=5"
+    assert rows["1"]["status"] == "finished"
+    for job, n_head in (("0", 5), ("1", 4)):  # each job in its own directory, with its own config
+        assert OmegaConf.load(tmp_path / job / ".hydra" / "config.yaml").model.n_head == n_head
+    assert (tmp_path / "1" / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "curves.png").is_file()
+    finished = (tmp_path / "1" / "metrics.json").stat().st_mtime_ns
+
+    result = sweep(tmp_path, *args, "resume=auto")  # the finished job is left; the failed one runs again
+    assert result.returncode == 0, result.stderr
+    assert submitted_jobs(tmp_path) == {0: ["model.n_head=5"] * 2, 1: ["model.n_head=4"]}
+    assert (tmp_path / "1" / "metrics.json").stat().st_mtime_ns == finished
+    assert summary_rows(tmp_path)["0"]["status"].startswith("failed") and summary_rows(tmp_path)["1"]["status"] == "finished"
 
 
 # The Optuna sweeper --------------------------------------------------------------------------
@@ -128,6 +164,8 @@ def test_the_slurm_launcher_is_sized_from_the_trainer():
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (4, 8, 8)
+    # submitit's sbatch --signal=USR2@120 warns each job (shakegpt requeues it), and --requeue lets SLURM requeue it
+    assert launcher["signal_delay_s"] == 120 and launcher["additional_parameters"] == {"requeue": True}
 
 
 @pytest.mark.slow

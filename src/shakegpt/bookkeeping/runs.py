@@ -61,9 +61,12 @@ class Run:
     @property
     def status_line(self) -> str:
         """The state, with the reason of a failure: 'failed: <one line>'."""
-        if self.state == "interrupted":
+        if self.state in ("interrupted", "requeued"):
             where = f"at step {self.status['steps']}" if self.status.get("steps") is not None else "before training started"
-            return f"interrupted {where} by {self.status.get('signal', 'a signal')}; continue with resume=auto"
+            stopped = f"{self.state} {where} by {self.status.get('signal', 'a signal')}"
+            if self.state == "requeued":
+                return f"{stopped}; SLURM job {self.status.get('job', '?')} continues it when it runs again"
+            return f"{stopped}; continue with resume=auto"
         return self.state + (f": {self.status['reason']}" if self.status.get("reason") else "")
 
     @property

@@ -1,5 +1,5 @@
-"""status.json in each run directory: running, finished, failed, interrupted or pruned (an
-Optuna trial stopped early), for reports, sweeps and resume."""
+"""status.json in each run directory: running, finished, failed, interrupted, requeued (a SLURM
+job stopped to run again) or pruned (an Optuna trial stopped early), for reports, sweeps and resume."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def read_status(run_dir: Path) -> dict:
 
 
 def write_status(run_dir: Path, state: str, **fields) -> None:
-    """Merge fields into the run's status; state is 'running', 'finished', 'failed' or
-    'interrupted'. Only the global rank 0 process of a distributed run writes it. A run resumed
+    """Merge fields into the run's status; state is 'running', 'finished', 'failed',
+    'interrupted' or 'requeued'. Only the global rank 0 process of a distributed run writes it. A run resumed
     by a new process keeps the seconds its earlier processes ran in earlier_seconds, so its
     elapsed time leaves out the pause between them."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only  # not needed to read a status

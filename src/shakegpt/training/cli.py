@@ -15,6 +15,7 @@ from shakegpt.common.atomic import create_fresh
 from shakegpt.common.errors import UserError, quiet_stdout, report_user_errors
 from shakegpt.common.run_dirs import dir_template, split_template
 from shakegpt.training.checks import refuse_lightning_limits, typed_lightning_limits
+from shakegpt.training import slurm
 from shakegpt.training.interrupts import Interrupted, signals_interrupt
 
 
@@ -117,6 +118,7 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     if prints_only(argv[1:]):
         return argv
     refuse_lightning_limits(typed_lightning_limits(argv[1:]))
+    argv = [argv[0], *slurm_job_args(argv[1:])]
     os.environ[COMMAND_ENV] = shlex.join(argv[1:])
     check_writable(output_root(argv[1:]))
     argv = with_resume_dir(argv)
@@ -130,6 +132,22 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     if rank != 0:
         argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]
     return argv
+
+
+def slurm_job_args(args: list[str]) -> list[str]:
+    """train.py's arguments as a SLURM job runs them. A command that names no directory gets
+    one per job id: the configured ${now:...} one would differ between ranks started seconds
+    apart, and for the requeued job. A job SLURM requeued (SLURM_RESTART_COUNT > 0) runs the
+    same command again, continuing as with resume=auto."""
+    job = slurm.job_id()
+    if job is None:
+        return args
+    key = "hydra.sweep.dir" if "-m" in args or "--multirun" in args else "hydra.run.dir"
+    if not any(a.startswith(f"{key}=") for a in args):
+        args = [*args, f"{key}={output_root(args)}/slurm-{job}"]
+    if slurm.restarted():
+        args = [*(a for a in args if not a.startswith("resume=")), "resume=auto"]
+    return args
 
 
 def run_interruptible(main) -> None:

@@ -4,7 +4,8 @@ a checkpoint at the step reached, so `resume=auto` loses nothing.
 During fit the signal only raises Lightning's own SIGTERM flag: Lightning then stops at the end
 of the current training step (or evaluation batch) by raising SIGTERMException, every DDP rank at
 the same step, and StopOnSignal writes last.ckpt from its on_exception hook. Before and after fit
-(startup, the range test) a signal stops at once with Interrupted.
+(startup, the range test) a signal stops at once with Interrupted. Under SLURM the requeue
+signal (SIGUSR1, or submitit's) stops the run the same way, and the job is requeued (slurm.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.errors import UserError
+from shakegpt.training import slurm
 from shakegpt.training.lightning_private import checkpoint_state, set_received_sigterm
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT and SIGTERM, and under SLURM the signals that requeue the job."""
+    return (signal.SIGINT, signal.SIGTERM, *slurm.requeue_signals())
 
 
 class Interrupted(BaseException):
@@ -57,7 +62,7 @@ def signals_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in stop_signals()}
     try:
         yield received
     finally:
@@ -94,7 +99,7 @@ class StopOnSignal(L.Callback):
         # the handlers it found when fit ends, so these last exactly as long as training.
         self.trainer = trainer
         if threading.current_thread() is threading.main_thread():
-            for signum in SIGNALS:
+            for signum in stop_signals():
                 signal.signal(signum, self.request_stop)
 
     def request_stop(self, signum, frame):
@@ -147,13 +152,36 @@ def stop_requested(trainer: L.Trainer) -> bool:
 
 
 def record_interrupt(stop: Interrupted, run_dir: Path, command: str) -> None:
-    """status.json says interrupted at which step; one line says how to continue."""
+    """status.json says interrupted at which step (under SLURM, after the requeue signal:
+    requeued, and the job asks to run again); one line says how the run continues."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     name = signal.Signals(stop.signum).name
+    where = f"at step {stop.step}, checkpoint {stop.checkpoint}" if stop.step is not None else "before training started"
+    if stop.signum in slurm.requeue_signals():
+        why_not = requeue(stop, run_dir)
+        if why_not is None:
+            if rank_zero_only.rank == 0:
+                print(f"requeued by {name} {where}; SLURM job {slurm.job_id()} runs again and continues from it", file=sys.stderr)
+            return
+        print(f"warning: {why_not}", file=sys.stderr)
     with contextlib.suppress(UserError, OSError):  # a full disk may be why the user pressed Ctrl-C
         write_status(run_dir, "interrupted", steps=stop.step, signal=name)
+    if rank_zero_only.rank == 0:
+        print(f"interrupted by {name} {where}; continue with: {command}", file=sys.stderr)
+
+
+def requeue(stop: Interrupted, run_dir: Path) -> str | None:
+    """Under SLURM: status.json says requeued, and global rank 0 asks SLURM to run the job
+    again. None once asked (or on other ranks), else why it could not be."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if threading.current_thread() is threading.main_thread():
+        # SLURM ends a requeued job with SIGTERM: by then the checkpoint is written and this
+        # process is on its way out, which that signal would only turn into a second story.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if rank_zero_only.rank != 0:
-        return
-    where = f"at step {stop.step}, checkpoint {stop.checkpoint}" if stop.step is not None else "before training started"
-    print(f"interrupted by {name} {where}; continue with: {command}", file=sys.stderr)
+        return None
+    with contextlib.suppress(UserError, OSError):
+        write_status(run_dir, "requeued", steps=stop.step, signal=signal.Signals(stop.signum).name, job=slurm.job_id())
+    return slurm.request_requeue()

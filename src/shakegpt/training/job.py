@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from shakegpt.bookkeeping.locks import holding
 from shakegpt.bookkeeping.status import write_status
 from shakegpt.common.errors import UserError, one_line
+from shakegpt.training import slurm
 from shakegpt.training.cli import continue_command, is_secondary_rank
 from shakegpt.training.distributed import job_scope, use_job_subprocess_command
 from shakegpt.training.interrupts import Interrupted, as_interrupt, record_interrupt, signals_interrupt
@@ -30,6 +31,8 @@ def train_job(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     use_job_subprocess_command()
+    if slurm.restarted():  # a requeued job (a submitit sweep's too) runs again to continue
+        cfg.resume = "auto"
     with contextlib.nullcontext() if is_secondary_rank() else holding(out):  # rank 0 holds the run
         return run_job(cfg, hydra_cfg, out)
 

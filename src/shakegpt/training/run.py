@@ -25,6 +25,7 @@ from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO
 from shakegpt.bookkeeping.resume import resume_from
 from shakegpt.common.atomic import WriteError, os_reason
 from shakegpt.common.errors import UserError
+from shakegpt.training import slurm
 from shakegpt.training.callbacks import Checkpoint
 from shakegpt.training.checks import check_config
 from shakegpt.training.devices import prepare_to_run
@@ -57,7 +58,8 @@ def train(cfg: DictConfig) -> dict:
     checkpoint_io = AtomicCheckpointIO()
     # Lightning counts val_check_interval in batches; the config, as the lecture's eval_interval, in steps.
     every = cfg.trainer.val_check_interval * cfg.trainer.accumulate_grad_batches
-    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io], val_check_interval=every)
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers, plugins=[checkpoint_io, *slurm.cluster_plugins()],
+                            val_check_interval=every)
     record_start(cfg, trainer, datamodule, n_params, out)
 
     ckpt_path, first_step = resume_from(cfg, out, model)
