@@ -189,7 +189,7 @@ def test_samples_are_drawn_as_one_batch_and_repeat_with_the_seed(trained_run, mo
     model = load_model(trained_run / "checkpoints" / "best.ckpt")
     batch_sizes = []
     forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda idx: batch_sizes.append(len(idx)) or forward(idx))
+    monkeypatch.setattr(model, "forward", lambda idx, **kw: batch_sizes.append(len(idx)) or forward(idx, **kw))
     first, again = io.StringIO(), io.StringIO()
     write_samples(model, "ROMEO:", 20, num_samples=3, seed=3, out=first)
     assert set(batch_sizes) == {3}

@@ -13,7 +13,6 @@ from shakegpt.common.run_dirs import run_roots
 from shakegpt.models.base import LanguageModel
 
 
-
 def newest_checkpoint(roots: tuple[Path, ...] | None = None) -> Path:
     """The most recently written best.ckpt under the run and sweep roots (conf/config.yaml's)."""
     roots = roots or run_roots()
@@ -62,17 +61,19 @@ def write_samples(
     seed: int = 1337,
     num_samples: int = 1,
     out=None,
+    kv_cache: bool = True,
 ) -> None:
     """num_samples continuations of prompt, drawn together as one batch on the model's device,
     to out (stdout). A single sample streams character by character (byte models: as each
-character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
+character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD). kv_cache=False
+re-runs the last block_size tokens for every new one, as the lecture does: the same text, slower."""
     check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
     out = out or sys.stdout
     tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
     device = model.device
     generator = torch.Generator(device).manual_seed(seed)
     start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
-    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator, kv_cache=kv_cache)
     if num_samples == 1:
         out.write(prompt)
         decode = model.tokenizer.stream_decoder()  # bytes: a character may take several tokens
