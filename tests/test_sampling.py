@@ -180,7 +180,8 @@ def test_unknown_characters_are_named_whatever_else_the_prompt_holds(trained_run
 def test_help_lists_the_sampling_options_not_the_training_groups():
     result = run_script("sample.py", "--help")
     assert result.returncode == 0
-    for option in ("prompt=", "prompt_file=", "max_new_tokens=", "num_samples=", "device=", "\\n for a newline"):
+    for option in ("prompt=", "prompt_file=", "max_new_tokens=", "num_samples=", "device=", "\\n for a newline",
+                   "kv_cache=false"):
         assert option in result.stdout, option
     assert "model: " not in result.stdout and "Configuration groups" not in result.stdout
 
@@ -212,7 +213,7 @@ def test_device_auto_is_the_cpu_here_and_a_missing_device_is_one_line():
 def test_a_misspelt_option_is_one_line(trained_run):
     code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=ROMEO:", "max_new_tokns=30")
     assert code == 2
-    assert stderr.strip().startswith("error: unknown option max_new_tokns; the options are ckpt, device, max_new_tokens,")
+    assert stderr.strip().startswith("error: unknown option max_new_tokns; the options are ckpt, device, kv_cache, max_new_tokens,")
 
 
 def test_a_checkpoint_trained_on_a_gpu_with_compile_and_bf16_loads_and_samples_on_this_cpu():
@@ -228,3 +229,21 @@ def test_a_checkpoint_trained_on_a_gpu_with_compile_and_bf16_loads_and_samples_o
     code, stderr, stdout = run_cli("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=30", "device=cpu")
     assert code == 0, stderr
     assert stdout.startswith("ROMEO:") and len(stdout.rstrip("\n")) == len("ROMEO:") + 30
+
+
+def test_sample_script_without_the_cache_writes_the_same_text(monkeypatch):
+    """kv_cache=false reaches the model (the lecture's loop)."""
+    from shakegpt.models.base import LanguageModel
+
+    asked, stream = [], LanguageModel.stream
+    monkeypatch.setattr(LanguageModel, "stream", lambda self, *args, **kw: asked.append(kw["kv_cache"]) or stream(self, *args, **kw))
+    ckpt = ROOT / "tests" / "data" / "h200_compiled_bf16.ckpt"
+    code, stderr, stdout = run_cli("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=60", "device=cpu",
+                                   "kv_cache=false")
+    assert code == 0, stderr
+    assert asked == [False]
+    cached = io.StringIO()
+    write_samples(load_model(ckpt), "ROMEO:", 60, out=cached)
+    assert asked == [False, True] and stdout == cached.getvalue()
+    code, stderr, _ = run_cli("sample.py", f"ckpt={ckpt}", "kv_cache=maybe")
+    assert code == 2 and stderr.strip() == "error: kv_cache must be true or false, got maybe"

@@ -52,6 +52,11 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def check_kv_cache(kv_cache) -> None:
+    if not isinstance(kv_cache, bool):
+        raise UserError(f"kv_cache must be true or false, got {kv_cache}")
+
+
 def write_samples(
     model: LanguageModel,
     prompt: str,
