@@ -1,4 +1,5 @@
 import io
+import os
 import shlex
 import subprocess
 import sys
@@ -181,7 +182,8 @@ def test_help_lists_the_sampling_options_not_the_training_groups():
     result = run_script("sample.py", "--help")
     assert result.returncode == 0
     for option in ("prompt=", "prompt_file=", "max_new_tokens=", "num_samples=", "device=", "\\n for a newline",
-                   "kv_cache=false"):
+                   "kv_cache=false",
+                   "threads=N", "under 100,000 parameters"):
         assert option in result.stdout, option
     assert "model: " not in result.stdout and "Configuration groups" not in result.stdout
 
@@ -232,18 +234,37 @@ def test_a_checkpoint_trained_on_a_gpu_with_compile_and_bf16_loads_and_samples_o
 
 
 def test_sample_script_without_the_cache_writes_the_same_text(monkeypatch):
-    """kv_cache=false reaches the model (the lecture's loop)."""
+    """kv_cache=false reaches the model (the lecture's loop), and threads= reaches torch."""
     from shakegpt.models.base import LanguageModel
 
     asked, stream = [], LanguageModel.stream
     monkeypatch.setattr(LanguageModel, "stream", lambda self, *args, **kw: asked.append(kw["kv_cache"]) or stream(self, *args, **kw))
+    threads, set_threads = [], torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads.append(n) or set_threads(n))
     ckpt = ROOT / "tests" / "data" / "h200_compiled_bf16.ckpt"
     code, stderr, stdout = run_cli("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=60", "device=cpu",
-                                   "kv_cache=false")
+                                   "kv_cache=false", "threads=3")
     assert code == 0, stderr
-    assert asked == [False]
+    assert asked == [False] and threads[0] == 3
     cached = io.StringIO()
     write_samples(load_model(ckpt), "ROMEO:", 60, out=cached)
     assert asked == [False, True] and stdout == cached.getvalue()
     code, stderr, _ = run_cli("sample.py", f"ckpt={ckpt}", "kv_cache=maybe")
     assert code == 2 and stderr.strip() == "error: kv_cache must be true or false, got maybe"
+
+
+def test_sampling_threads_follow_the_model_size_as_training_does():
+    from shakegpt.common.threads import SINGLE_THREAD_MAX_PARAMS
+    from shakegpt.sampling.generate import use_threads
+
+    before = torch.get_num_threads()
+    small = load_model(ROOT / "tests" / "data" / "v2_fb81f8b.ckpt")  # 5k parameters
+    large = torch.nn.Linear(SINGLE_THREAD_MAX_PARAMS, 1)
+    try:
+        assert use_threads(small, None) == 1 == torch.get_num_threads()
+        assert use_threads(large, None) == (os.cpu_count() or 1) == torch.get_num_threads()
+        assert use_threads(small, 2) == 2
+        with pytest.raises(UserError, match="threads must be a positive integer or null, got 0"):
+            use_threads(small, 0)
+    finally:
+        torch.set_num_threads(before)

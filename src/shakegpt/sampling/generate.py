@@ -10,6 +10,7 @@ import torch
 from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int, check_seed
 from shakegpt.common.errors import UserError
 from shakegpt.common.run_dirs import run_roots
+from shakegpt.common.threads import pick_threads
 from shakegpt.models.base import LanguageModel
 
 
@@ -55,6 +56,15 @@ def pick_device(name: str) -> torch.device:
 def check_kv_cache(kv_cache) -> None:
     if not isinstance(kv_cache, bool):
         raise UserError(f"kv_cache must be true or false, got {kv_cache}")
+
+
+def use_threads(model: LanguageModel, requested: int | None) -> int:
+    """Sets torch's CPU threads for sampling from model, and returns them: as requested, else by
+    the model's size, training's rule (shakegpt.common.threads)."""
+    check_positive_int("threads", requested, or_null=True)
+    threads = pick_threads(requested, sum(p.numel() for p in model.parameters()))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def write_samples(
