@@ -96,3 +96,17 @@ def test_a_checkpoint_samples_the_same_text_with_and_without_the_cache_in_float3
         write_samples(model, "ROMEO:", 100, num_samples=2, out=out, kv_cache=kv_cache)
         texts.append(out.getvalue())
     assert texts[0] == texts[1]
+
+
+def test_the_evaluation_time_sample_uses_the_cache():
+    from shakegpt.training.callbacks import sample_text
+
+    model = tiny(V7)
+    model.tokenizer.decode = lambda tokens: tokens  # the token ids themselves, to compare
+    lengths = []
+    forward = model.forward
+    model.forward = lambda idx, **kw: lengths.append(idx.shape[1]) or forward(idx, **kw)
+    tokens = sample_text(model, 2 * BLOCK, seed=5)
+    assert lengths[:BLOCK] == [1] * BLOCK  # token 0, then one position at a time up to block_size
+    start = torch.zeros((1, 1), dtype=torch.long)
+    assert tokens == model.generate(start, 2 * BLOCK, generator=torch.Generator().manual_seed(5), kv_cache=False)[0, 1:].tolist()
