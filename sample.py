@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from shakegpt.common.errors import report_user_errors
 from shakegpt.bookkeeping.checkpoints import load_model
-from shakegpt.sampling.generate import newest_checkpoint, pick_device, write_samples
+from shakegpt.sampling.generate import check_kv_cache, newest_checkpoint, pick_device, use_threads, write_samples
 from shakegpt.sampling.prompt import check_options, read_prompt, split_prompt_args
 
 # (prompt=, prompt_file=) as typed, taken out of argv before Hydra reads it; when either is typed
@@ -30,8 +30,11 @@ def main(cfg) -> None:
     typed = any(arg is not None for arg in PROMPT_ARGS)
     prompt = read_prompt(*(PROMPT_ARGS if typed else (cfg.prompt, cfg.prompt_file)))
     device = pick_device(cfg.device)
+    check_kv_cache(cfg.kv_cache)
     model = load_model(cfg.ckpt or newest_checkpoint()).to(device)
-    write_samples(model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed, cfg.num_samples)
+    use_threads(model, cfg.threads)
+    write_samples(model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed, cfg.num_samples,
+                  kv_cache=cfg.kv_cache)
 
 
 @report_user_errors

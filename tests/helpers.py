@@ -72,7 +72,10 @@ def run_cli(command: str, *args: str) -> tuple[int, str, str]:
     import signal
     import warnings
 
+    import torch
+
     saved, on_ctrl_c = sys.argv, signal.getsignal(signal.SIGINT)  # the scripts set their own Ctrl-C handler first
+    threads = torch.get_num_threads()  # sample.py sets them by model size: later tests keep this process's
     sys.argv = [str(ROOT / command) if command.endswith(".py") else "-m", *args]  # argv[0] as python sets it
     stderr, stdout = io.StringIO(), io.StringIO()
     code = 0
@@ -90,6 +93,7 @@ def run_cli(command: str, *args: str) -> tuple[int, str, str]:
     finally:
         sys.argv = saved
         signal.signal(signal.SIGINT, on_ctrl_c)
+        torch.set_num_threads(threads)
     return code, stderr.getvalue(), stdout.getvalue()
 
 

@@ -1,4 +1,5 @@
 import io
+import os
 import shlex
 import subprocess
 import sys
@@ -180,7 +181,9 @@ def test_unknown_characters_are_named_whatever_else_the_prompt_holds(trained_run
 def test_help_lists_the_sampling_options_not_the_training_groups():
     result = run_script("sample.py", "--help")
     assert result.returncode == 0
-    for option in ("prompt=", "prompt_file=", "max_new_tokens=", "num_samples=", "device=", "\\n for a newline"):
+    for option in ("prompt=", "prompt_file=", "max_new_tokens=", "num_samples=", "device=", "\\n for a newline",
+                   "kv_cache=false",
+                   "threads=N", "under 100,000 parameters"):
         assert option in result.stdout, option
     assert "model: " not in result.stdout and "Configuration groups" not in result.stdout
 
@@ -189,7 +192,7 @@ def test_samples_are_drawn_as_one_batch_and_repeat_with_the_seed(trained_run, mo
     model = load_model(trained_run / "checkpoints" / "best.ckpt")
     batch_sizes = []
     forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda idx: batch_sizes.append(len(idx)) or forward(idx))
+    monkeypatch.setattr(model, "forward", lambda idx, **kw: batch_sizes.append(len(idx)) or forward(idx, **kw))
     first, again = io.StringIO(), io.StringIO()
     write_samples(model, "ROMEO:", 20, num_samples=3, seed=3, out=first)
     assert set(batch_sizes) == {3}
@@ -212,7 +215,7 @@ def test_device_auto_is_the_cpu_here_and_a_missing_device_is_one_line():
 def test_a_misspelt_option_is_one_line(trained_run):
     code, stderr, _ = run_cli("sample.py", f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", "prompt=ROMEO:", "max_new_tokns=30")
     assert code == 2
-    assert stderr.strip().startswith("error: unknown option max_new_tokns; the options are ckpt, device, max_new_tokens,")
+    assert stderr.strip().startswith("error: unknown option max_new_tokns; the options are ckpt, device, kv_cache, max_new_tokens,")
 
 
 def test_a_checkpoint_trained_on_a_gpu_with_compile_and_bf16_loads_and_samples_on_this_cpu():
@@ -228,3 +231,40 @@ def test_a_checkpoint_trained_on_a_gpu_with_compile_and_bf16_loads_and_samples_o
     code, stderr, stdout = run_cli("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=30", "device=cpu")
     assert code == 0, stderr
     assert stdout.startswith("ROMEO:") and len(stdout.rstrip("\n")) == len("ROMEO:") + 30
+
+
+def test_sample_script_without_the_cache_writes_the_same_text(monkeypatch):
+    """kv_cache=false reaches the model (the lecture's loop), and threads= reaches torch."""
+    from shakegpt.models.base import LanguageModel
+
+    asked, stream = [], LanguageModel.stream
+    monkeypatch.setattr(LanguageModel, "stream", lambda self, *args, **kw: asked.append(kw["kv_cache"]) or stream(self, *args, **kw))
+    threads, set_threads = [], torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads.append(n) or set_threads(n))
+    ckpt = ROOT / "tests" / "data" / "h200_compiled_bf16.ckpt"
+    code, stderr, stdout = run_cli("sample.py", f"ckpt={ckpt}", "prompt=ROMEO:", "max_new_tokens=60", "device=cpu",
+                                   "kv_cache=false", "threads=3")
+    assert code == 0, stderr
+    assert asked == [False] and threads[0] == 3
+    cached = io.StringIO()
+    write_samples(load_model(ckpt), "ROMEO:", 60, out=cached)
+    assert asked == [False, True] and stdout == cached.getvalue()
+    code, stderr, _ = run_cli("sample.py", f"ckpt={ckpt}", "kv_cache=maybe")
+    assert code == 2 and stderr.strip() == "error: kv_cache must be true or false, got maybe"
+
+
+def test_sampling_threads_follow_the_model_size_as_training_does():
+    from shakegpt.common.threads import SINGLE_THREAD_MAX_PARAMS
+    from shakegpt.sampling.generate import use_threads
+
+    before = torch.get_num_threads()
+    small = load_model(ROOT / "tests" / "data" / "v2_fb81f8b.ckpt")  # 5k parameters
+    large = torch.nn.Linear(SINGLE_THREAD_MAX_PARAMS, 1)
+    try:
+        assert use_threads(small, None) == 1 == torch.get_num_threads()
+        assert use_threads(large, None) == (os.cpu_count() or 1) == torch.get_num_threads()
+        assert use_threads(small, 2) == 2
+        with pytest.raises(UserError, match="threads must be a positive integer or null, got 0"):
+            use_threads(small, 0)
+    finally:
+        torch.set_num_threads(before)

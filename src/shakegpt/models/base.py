@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from shakegpt.common.errors import UserError
 from shakegpt.data import EVAL_SPLITS, make_tokenizer
+from shakegpt.models.kv_cache import CachedLogits
 
 
 class DivergenceError(UserError):
@@ -43,7 +44,9 @@ class LanguageModel(L.LightningModule):
         # checkpoints keep plain values only.
         self.optimizer_and_schedule: Callable[[LanguageModel], dict] | None = None
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
+    def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
+        """start: the position of idx's first token; above 0 only for a KV cache's steps
+        (shakegpt.models.kv_cache), whose attention layers hold the positions before it."""
         raise NotImplementedError
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -126,20 +129,31 @@ class LanguageModel(L.LightningModule):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        kv_cache: bool = True,
     ) -> Iterator[torch.Tensor]:
-        """Yield (B, 1) next tokens one at a time, each sampled from the last block_size tokens."""
-        for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.block_size :])[:, -1, :]  # (B, vocab)
-            # The likeliest at 0 (softmax does not change) and a divisor the logits' type can hold: a
-            # tiny temperature then sends the others to -inf, greedy sampling, rather than to nan.
-            divisor = max(temperature, torch.finfo(logits.dtype).tiny)
-            logits = (logits - logits.amax(dim=-1, keepdim=True)) / divisor
-            if top_k is not None:
-                kth = torch.topk(logits, top_k).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            next_token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
-            idx = torch.cat((idx, next_token), dim=1)
-            yield next_token
+        """Yield (B, 1) next tokens one at a time, each sampled from the last block_size tokens.
+        kv_cache: run each new token alone against the keys and values kept so far
+        (shakegpt.models.kv_cache); the same tokens as kv_cache=False, the lecture's loop."""
+        next_logits = CachedLogits(self) if kv_cache else lambda idx: self(idx[:, -self.block_size :])[:, -1]
+        try:
+            for _ in range(max_new_tokens):
+                next_token = self.sample_next(next_logits(idx), temperature, top_k, generator)  # (B, 1)
+                idx = torch.cat((idx, next_token), dim=1)
+                yield next_token
+        finally:  # also when the caller stops early: no cache stays on the model
+            if kv_cache:
+                next_logits.close()
+
+    @staticmethod
+    def sample_next(logits, temperature: float, top_k: int | None, generator) -> torch.Tensor:  # (B, vocab) -> (B, 1)
+        # The likeliest at 0 (softmax does not change) and a divisor the logits' type can hold: a
+        # tiny temperature then sends the others to -inf, greedy sampling, rather than to nan.
+        divisor = max(temperature, torch.finfo(logits.dtype).tiny)
+        logits = (logits - logits.amax(dim=-1, keepdim=True)) / divisor
+        if top_k is not None:
+            kth = torch.topk(logits, top_k).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """idx (B, T) extended by max_new_tokens sampled tokens."""

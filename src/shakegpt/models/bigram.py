@@ -10,5 +10,5 @@ class Bigram(LanguageModel):
         super().__init__(vocab, block_size, **base_settings)
         self.token_embedding = nn.Embedding(len(vocab), len(vocab))
 
-    def forward(self, idx):  # (B, T) -> (B, T, vocab)
+    def forward(self, idx, start: int = 0):  # (B, T) -> (B, T, vocab); no positions, start unused
         return self.token_embedding(idx)

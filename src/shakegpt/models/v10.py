@@ -22,7 +22,8 @@ class QKNormAttention(RotaryAttention):
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
         q, k, v = self.heads(x)
-        return self.attend(self.rotary(self.q_norm(q)), self.rotary(self.k_norm(k)), v)
+        start = self.cached_length()
+        return self.attend(self.rotary(self.q_norm(q), start), self.rotary(self.k_norm(k), start), v)
 
 
 class V10(v9.V9):

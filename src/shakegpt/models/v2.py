@@ -23,6 +23,7 @@ from torch import nn
 from shakegpt.common.config import check_fraction, check_positive_int
 from shakegpt.common.errors import UserError
 from shakegpt.models.base import LanguageModel
+from shakegpt.models.kv_cache import KVCache
 
 
 class CausalSelfAttention(nn.Module):
@@ -40,6 +41,8 @@ class CausalSelfAttention(nn.Module):
         # A list while shakegpt.attention records (its weights are appended there); None, the
         # default, runs the fused kernel alone and keeps nothing.
         self.recorded: list[torch.Tensor] | None = None
+        # A KVCache while a stream samples with one (shakegpt.models.kv_cache); None in training.
+        self.kv_cache: KVCache | None = None
 
     def extra_repr(self) -> str:  # print(model) shows the sizes and the dropout, which hold no weights
         return f"n_head={self.n_head}, head_size={self.head_size}, dropout={self.dropout}, scale={self.scale:.4g}"
@@ -51,13 +54,22 @@ class CausalSelfAttention(nn.Module):
         B, T, _ = x.shape
         return self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
 
+    def cached_length(self) -> int:
+        """Positions whose keys and values the KV cache holds: where the next input starts."""
+        return 0 if self.kv_cache is None else self.kv_cache.length
+
     def attend(self, q, k, v):  # (B, nh, T, hs) each -> (B, T, nh * hs)
         B, _, T, _ = q.shape
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.add(k, v)  # (B, nh, positions so far, hs)
         if self.recorded is not None:
             out = self.attend_recorded(q, k, v)
         else:
             dropout = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=self.scale)  # (B, nh, T, hs)
+            # Queries and keys of the same positions: causal. A cached step's one query is the
+            # newest position and sees every key.
+            causal = T == k.shape[2]
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout, scale=self.scale)  # (B, nh, T, hs)
         return out.transpose(1, 2).reshape(B, T, self.n_head * self.head_size)
 
     def attend_recorded(self, q, k, v):  # (B, nh, T, hs) each -> (B, nh, T, hs)
@@ -128,8 +140,8 @@ class V2(LanguageModel):
     def make_final_norm(self) -> nn.Module:
         return nn.Identity()
 
-    def forward(self, idx):  # (B, T) -> (B, T, vocab)
-        positions = torch.arange(idx.shape[1], device=idx.device)
+    def forward(self, idx, start: int = 0):  # (B, T) -> (B, T, vocab); start: LanguageModel.forward's
+        positions = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.token_embedding(idx) + self.position_embedding(positions)  # (B, T, n_embd)
         return self.lm_head(self.ln_f(self.body(x)))
 

@@ -35,9 +35,9 @@ class Rotary(nn.Module):
     def extra_repr(self) -> str:
         return f"head_size={self.head_size}, base={self.base:g}"
 
-    def forward(self, x):  # (B, nh, T, hs) -> (B, nh, T, hs)
+    def forward(self, x, start: int = 0):  # (B, nh, T, hs) at positions start.. -> (B, nh, T, hs)
         T, half = x.shape[2], self.head_size // 2
-        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)  # (T, hs/2)
+        cos, sin = self.cos[start : start + T].to(x.dtype), self.sin[start : start + T].to(x.dtype)  # (T, hs/2)
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
@@ -49,7 +49,8 @@ class RotaryAttention(CausalSelfAttention):
 
     def forward(self, x):  # (B, T, n_embd) -> (B, T, n_head * head_size)
         q, k, v = self.heads(x)
-        return self.attend(self.rotary(q), self.rotary(k), v)
+        start = self.cached_length()  # x's first position: after those a KV cache holds, else 0
+        return self.attend(self.rotary(q, start), self.rotary(k, start), v)
 
 
 class V8(v7.V7):
@@ -62,5 +63,5 @@ class V8(v7.V7):
     def make_attention(self) -> nn.Module:
         return RotaryAttention(self.n_embd, self.n_head, self.head_size, self.dropout, self.block_size, self.attention_scale)
 
-    def forward(self, idx):  # (B, T) -> (B, T, vocab)
+    def forward(self, idx, start: int = 0):  # (B, T) -> (B, T, vocab); each attention layer rotates from start
         return self.lm_head(self.ln_f(self.body(self.token_embedding(idx))))

@@ -10,8 +10,8 @@ import torch
 from shakegpt.common.config import check_non_negative_int, check_positive, check_positive_int, check_seed
 from shakegpt.common.errors import UserError
 from shakegpt.common.run_dirs import run_roots
+from shakegpt.common.threads import pick_threads
 from shakegpt.models.base import LanguageModel
-
 
 
 def newest_checkpoint(roots: tuple[Path, ...] | None = None) -> Path:
@@ -53,6 +53,20 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def check_kv_cache(kv_cache) -> None:
+    if not isinstance(kv_cache, bool):
+        raise UserError(f"kv_cache must be true or false, got {kv_cache}")
+
+
+def use_threads(model: LanguageModel, requested: int | None) -> int:
+    """Sets torch's CPU threads for sampling from model, and returns them: as requested, else by
+    the model's size, training's rule (shakegpt.common.threads)."""
+    check_positive_int("threads", requested, or_null=True)
+    threads = pick_threads(requested, sum(p.numel() for p in model.parameters()))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def write_samples(
     model: LanguageModel,
     prompt: str,
@@ -62,17 +76,19 @@ def write_samples(
     seed: int = 1337,
     num_samples: int = 1,
     out=None,
+    kv_cache: bool = True,
 ) -> None:
     """num_samples continuations of prompt, drawn together as one batch on the model's device,
     to out (stdout). A single sample streams character by character (byte models: as each
-character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
+character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD). kv_cache=False
+re-runs the last block_size tokens for every new one, as the lecture does: the same text, slower."""
     check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
     out = out or sys.stdout
     tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
     device = model.device
     generator = torch.Generator(device).manual_seed(seed)
     start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
-    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator, kv_cache=kv_cache)
     if num_samples == 1:
         out.write(prompt)
         decode = model.tokenizer.stream_decoder()  # bytes: a character may take several tokens

@@ -209,17 +209,25 @@ def bare_lightning_ratio(overrides: list[str], steps: int, skip: int, manual: bo
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of an n x n matmul on this machine, best of `repeats`."""
+def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 10, device: str | torch.device = "cpu") -> float:
+    """FLOP/s of an n x n matmul on this machine (on device), best of `repeats`."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        synchronize(a.device)
         start = time.perf_counter()
         a @ b
+        synchronize(a.device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for a GPU's queued work, so that a timer around it measures it (the CPU's is done)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def sampling_tokens_per_s(overrides: list[str], tokens: int = 300) -> float:
