@@ -22,7 +22,7 @@ train: setup
 
 # One pytest worker per core: the suite is mostly separate training processes.
 test: setup
-	$(BIN)/python -m pytest -n auto $(ARGS)
+	$(BIN)/python -m pytest -n auto --durations=20 $(ARGS)
 
 reproduce: setup
 	$(BIN)/python -m shakegpt.tools.reproduce $(ARGS)
