@@ -54,7 +54,7 @@ TRAIN_CASES = [
     (["optimizer.lr=0"], 2, "error: optimizer.lr must be a positive number or 'auto', got 0"),
     (["model=v7", "model.dropout=1.5"], 2, "error: model.dropout must be in [0, 1), got 1.5"),
     (["model=v7", "model.dropout=abc"], 2, "error: model.dropout must be in [0, 1), got abc"),
-    (["optimizer=muon", "optimizer.muon_lr=fast"], 2, "error: optimizer.muon_lr must be positive, got fast"),
+    (["optimizer=muon", "optimizer.muon_lr=fast"], 2, "error: optimizer.muon_lr must be a positive number, got fast"),
     (["optimizer=muon", "optimizer.muon_weight_decay=-1"], 2,
      "error: optimizer.muon_weight_decay must be a number, 0 or more, got -1"),
     (["optimizer=muon", "optimizer.momentum=1"], 2, "error: optimizer.momentum must be in [0, 1), got 1"),
@@ -75,6 +75,7 @@ TRAIN_CASES = [
     (["seed=1e30"], 2, "error: seed must be an integer from 0 to 4294967295, got 1e+30"),
     (["seed=abc"], 2, "error: seed must be an integer from 0 to 4294967295, got abc"),
     (["seed=-1"], 2, "error: seed must be an integer from 0 to 4294967295, got -1"),
+    (["seed=99999999999999999999"], 2, "error: seed must be an integer from 0 to 4294967295, got 99999999999999999999"),
     (["trainer.precision=foo"], 2, "error: Lightning refuses the trainer settings: Precision 'foo' is invalid."),
 ]
 
@@ -154,6 +155,7 @@ SAMPLE_CASES = [
     (["prompt='日'"], "error: characters not in the model's vocabulary: '日'"),
     (["temperature=0"], "error: temperature must be positive, got 0"),
     (["temperature=-1.5"], "error: temperature must be positive, got -1.5"),
+    (["temperature=abc"], "error: temperature must be a positive number, got abc"),
     (["top_k=0"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 0"),
     (["top_k=66"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 66"),
     (["num_samples=0"], "error: num_samples must be a positive integer, got 0"),
@@ -166,7 +168,7 @@ SAMPLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("overrides, message", SAMPLE_CASES)
+@pytest.mark.parametrize("overrides, message", SAMPLE_CASES, ids=[c[0][0] for c in SAMPLE_CASES])
 def test_bad_sampling_input(trained_run, corpora, overrides, message):
     before = snapshot(trained_run)
     args = [o.format(corpora=corpora) for o in overrides]
