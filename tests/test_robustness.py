@@ -15,15 +15,10 @@ from shakegpt.common.errors import UserError
 from tests.helpers import ROOT, TINY, commands, kill_train_after, run_cli, run_script
 
 
-def assert_nothing_written(run_dir):
-    assert not (run_dir / "checkpoints").exists()
-    assert not (run_dir / "metrics.json").exists()
-    assert not list(run_dir.glob("events.out.tfevents.*"))
-
-
 def snapshot(root):
-    """Every file under root, by relative path, with its bytes: what a refused command must leave as it was."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file and directory under root, by relative path, with a file's bytes (None for a
+    directory): what a refused command must leave as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture
@@ -81,19 +76,33 @@ TRAIN_CASES = [
 
 
 @pytest.mark.parametrize("overrides, code, message", TRAIN_CASES, ids=[" ".join(c[0]) for c in TRAIN_CASES])
-def test_bad_training_input(tmp_path, corpora, trained_run, overrides, code, message):
+def test_bad_training_input(tmp_path, corpora, trained_run, monkeypatch, overrides, code, message):
     runs = tmp_path / "runs"  # the new run's directory beside an earlier run, which must stay as it was
     shutil.copytree(trained_run, runs / "earlier")
-    before = snapshot(runs)
-    run_dir = runs / "run"
+    work = tmp_path / "work"  # the working directory, where Hydra would put outputs/
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
     args = [o.format(corpora=corpora) for o in overrides]
-    exit_code, stderr, _ = run_cli("train.py", *TINY, *args, f"hydra.run.dir={run_dir}")
+    exit_code, stderr, _ = run_cli("train.py", *TINY, *args, f"hydra.run.dir={runs / 'new' / 'run'}")
     assert exit_code == code
     assert message.format(corpora=corpora) in stderr
     if code == 2:
         assert stderr.strip().startswith("error: ") and len(stderr.strip().splitlines()) == 1
-    assert_nothing_written(run_dir)
-    assert {name: data for name, data in snapshot(runs).items() if not name.startswith("run/")} == before
+    assert snapshot(tmp_path) == before  # no new directory, no lock file, the earlier run untouched
+
+
+# Refused as Hydra starts (a config value), and after it made the run's directory (the model).
+@pytest.mark.parametrize("refused", [["seed=abc"], ["model.n_head=5"]], ids=["value", "model"])
+def test_a_refused_run_in_the_default_directories_leaves_nothing(tmp_path, trained_run, monkeypatch, refused):
+    shutil.copytree(trained_run, tmp_path / "outputs" / time.strftime("%Y-%m-%d") / "00-00-00-v6")  # today's first run
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert run_cli("train.py", "model=v6", *TINY, *refused)[0] == 2
+    assert snapshot(tmp_path) == before
+    shutil.rmtree(tmp_path / "outputs")  # a first run: outputs/ made for it, and removed with it
+    assert run_cli("train.py", "model=v6", *TINY, *refused)[0] == 2
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("quote", ["", '"', "'"])  # Hydra's quoting, as DDP's child processes get it
@@ -140,7 +149,7 @@ def test_bad_checkpoint_for_sampling_and_resuming(bad_checkpoints, name, message
     run_dir = bad_checkpoints / f"resume-{name}"
     exit_code, stderr, _ = run_cli("train.py", f"ckpt_path={path}", f"hydra.run.dir={run_dir}", *TINY)
     assert exit_code == 2 and message in stderr
-    assert_nothing_written(run_dir)
+    assert not run_dir.exists()  # refused after Hydra made it: removed
     assert not (bad_checkpoints / "PWNED").exists()  # the crafted payload never ran
 
 
@@ -429,6 +438,7 @@ def test_a_gpu_trainer_without_a_gpu_is_one_line(override, tmp_path):
         f"error: trainer.accelerator={accelerator} needs a GPU and this machine has none; "
         "use trainer=cpu, or trainer.accelerator=auto to take one where there is one"
     ]
+    assert list(tmp_path.iterdir()) == []  # the directory it was aimed at, as it was: no .hydra/, log or lock file
 
 
 # A run directory's own records, damaged: cut short, unparsable, or of the wrong shape.
