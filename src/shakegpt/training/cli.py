@@ -213,7 +213,8 @@ def undo_start() -> None:
     for path, data in start.kept.items():
         with contextlib.suppress(OSError):
             if data is not None:
-                path.write_bytes(data)
+                if not path.is_file() or path.read_bytes() != data:  # one left alone keeps its times
+                    path.write_bytes(data)
                 continue
             path.unlink(missing_ok=True)
             if path.parent.name == ".hydra":
