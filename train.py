@@ -5,13 +5,12 @@ from shakegpt.common.errors import exit_quietly_on_ctrl_c
 exit_quietly_on_ctrl_c()  # first: Ctrl-C while the imports below run (seconds) is one line
 
 import logging
-import sys
 
 import hydra
 
 from shakegpt.common.atomic import quiet_background_write_errors
 from shakegpt.common.errors import report_user_errors
-from shakegpt.training.cli import prepare_train_argv, run_interruptible
+from shakegpt.training.cli import run_interruptible
 from shakegpt.training.job import train_job
 
 
@@ -25,5 +24,4 @@ if __name__ == "__main__":
     exit_quietly_on_ctrl_c(imports_done=True)
     logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
     quiet_background_write_errors()
-    sys.argv = prepare_train_argv(sys.argv)
     run_interruptible(main)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from shakegpt.bookkeeping.checkpoints import read_checkpoint
-from tests.helpers import ROOT, run_cli, run_script
+from tests.helpers import ROOT, commands, run_cli, run_script
 from tests.test_robustness import RESUMABLE, val_curve
 
 LOSSES = ("final_train_loss", "final_val_loss", "best_val_loss", "steps")
@@ -246,8 +246,12 @@ def test_a_signal_during_the_text_sample_stops_the_run_within_seconds(tmp_path):
     assert "stopping after this step" in stderr and "Traceback" not in stderr  # the signal came after the evaluation
 
 
-# Before their imports end (torch and Lightning: seconds), each entry point answers Ctrl-C.
-STARTING = [["train.py", "model=v6", "hydra.run.dir=run"], ["sample.py"], ["report.py", "{run}"], ["-m", "shakegpt.evaluate"]]
+# Before their imports end (torch and Lightning: seconds), each entry point answers Ctrl-C: the
+# scripts, and every `python -m` command (asked for its --help: one the signal misses does no work).
+STARTING = [
+    ["train.py", "model=v6", "hydra.run.dir=run"], ["sample.py"], ["report.py", "{run}"],
+    *(["-m", command, "--help"] for command in commands() if not command.endswith(".py")),
+]
 
 
 @pytest.mark.slow
@@ -255,7 +259,7 @@ STARTING = [["train.py", "model=v6", "hydra.run.dir=run"], ["sample.py"], ["repo
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, trained_run, command):
     args = [str(ROOT / command[0]) if command[0].endswith(".py") else command[0], *(a.format(run=trained_run) for a in command[1:])]
     answered = 0
-    for delay in (0.3, 1.0, 2.0) if command[0] == "train.py" else (0.05, 0.3):
+    for delay in (0.3, 1.0, 2.0) if command[0] == "train.py" else (0.2, 0.6):  # after the interpreter starts (0.1 s on a busy machine)
         process = subprocess.Popen([sys.executable, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
         if process.poll() is not None:  # done before the signal could land (report.py can be that quick)

@@ -15,15 +15,10 @@ from shakegpt.common.errors import UserError
 from tests.helpers import ROOT, TINY, commands, kill_train_after, run_cli, run_script
 
 
-def assert_nothing_written(run_dir):
-    assert not (run_dir / "checkpoints").exists()
-    assert not (run_dir / "metrics.json").exists()
-    assert not list(run_dir.glob("events.out.tfevents.*"))
-
-
 def snapshot(root):
-    """Every file under root, by relative path, with its bytes: what a refused command must leave as it was."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file and directory under root, by relative path, with a file's bytes (None for a
+    directory): what a refused command must leave as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ TRAIN_CASES = [
     (["optimizer.lr=0"], 2, "error: optimizer.lr must be a positive number or 'auto', got 0"),
     (["model=v7", "model.dropout=1.5"], 2, "error: model.dropout must be in [0, 1), got 1.5"),
     (["model=v7", "model.dropout=abc"], 2, "error: model.dropout must be in [0, 1), got abc"),
-    (["optimizer=muon", "optimizer.muon_lr=fast"], 2, "error: optimizer.muon_lr must be positive, got fast"),
+    (["optimizer=muon", "optimizer.muon_lr=fast"], 2, "error: optimizer.muon_lr must be a positive number, got fast"),
     (["optimizer=muon", "optimizer.muon_weight_decay=-1"], 2,
      "error: optimizer.muon_weight_decay must be a number, 0 or more, got -1"),
     (["optimizer=muon", "optimizer.momentum=1"], 2, "error: optimizer.momentum must be in [0, 1), got 1"),
@@ -75,24 +70,39 @@ TRAIN_CASES = [
     (["seed=1e30"], 2, "error: seed must be an integer from 0 to 4294967295, got 1e+30"),
     (["seed=abc"], 2, "error: seed must be an integer from 0 to 4294967295, got abc"),
     (["seed=-1"], 2, "error: seed must be an integer from 0 to 4294967295, got -1"),
+    (["seed=99999999999999999999"], 2, "error: seed must be an integer from 0 to 4294967295, got 99999999999999999999"),
     (["trainer.precision=foo"], 2, "error: Lightning refuses the trainer settings: Precision 'foo' is invalid."),
 ]
 
 
 @pytest.mark.parametrize("overrides, code, message", TRAIN_CASES, ids=[" ".join(c[0]) for c in TRAIN_CASES])
-def test_bad_training_input(tmp_path, corpora, trained_run, overrides, code, message):
+def test_bad_training_input(tmp_path, corpora, trained_run, monkeypatch, overrides, code, message):
     runs = tmp_path / "runs"  # the new run's directory beside an earlier run, which must stay as it was
     shutil.copytree(trained_run, runs / "earlier")
-    before = snapshot(runs)
-    run_dir = runs / "run"
+    work = tmp_path / "work"  # the working directory, where Hydra would put outputs/
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
     args = [o.format(corpora=corpora) for o in overrides]
-    exit_code, stderr, _ = run_cli("train.py", *TINY, *args, f"hydra.run.dir={run_dir}")
+    exit_code, stderr, _ = run_cli("train.py", *TINY, *args, f"hydra.run.dir={runs / 'new' / 'run'}")
     assert exit_code == code
     assert message.format(corpora=corpora) in stderr
     if code == 2:
         assert stderr.strip().startswith("error: ") and len(stderr.strip().splitlines()) == 1
-    assert_nothing_written(run_dir)
-    assert {name: data for name, data in snapshot(runs).items() if not name.startswith("run/")} == before
+    assert snapshot(tmp_path) == before  # no new directory, no lock file, the earlier run untouched
+
+
+# Refused as Hydra starts (a config value), and after it made the run's directory (the model).
+@pytest.mark.parametrize("refused", [["seed=abc"], ["model.n_head=5"]], ids=["value", "model"])
+def test_a_refused_run_in_the_default_directories_leaves_nothing(tmp_path, trained_run, monkeypatch, refused):
+    shutil.copytree(trained_run, tmp_path / "outputs" / time.strftime("%Y-%m-%d") / "00-00-00-v6")  # today's first run
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert run_cli("train.py", "model=v6", *TINY, *refused)[0] == 2
+    assert snapshot(tmp_path) == before
+    shutil.rmtree(tmp_path / "outputs")  # a first run: outputs/ made for it, and removed with it
+    assert run_cli("train.py", "model=v6", *TINY, *refused)[0] == 2
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("quote", ["", '"', "'"])  # Hydra's quoting, as DDP's child processes get it
@@ -139,7 +149,7 @@ def test_bad_checkpoint_for_sampling_and_resuming(bad_checkpoints, name, message
     run_dir = bad_checkpoints / f"resume-{name}"
     exit_code, stderr, _ = run_cli("train.py", f"ckpt_path={path}", f"hydra.run.dir={run_dir}", *TINY)
     assert exit_code == 2 and message in stderr
-    assert_nothing_written(run_dir)
+    assert not run_dir.exists()  # refused after Hydra made it: removed
     assert not (bad_checkpoints / "PWNED").exists()  # the crafted payload never ran
 
 
@@ -154,6 +164,7 @@ SAMPLE_CASES = [
     (["prompt='日'"], "error: characters not in the model's vocabulary: '日'"),
     (["temperature=0"], "error: temperature must be positive, got 0"),
     (["temperature=-1.5"], "error: temperature must be positive, got -1.5"),
+    (["temperature=abc"], "error: temperature must be a positive number, got abc"),
     (["top_k=0"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 0"),
     (["top_k=66"], "error: top_k must be an integer from 1 to the vocabulary size 65, got 66"),
     (["num_samples=0"], "error: num_samples must be a positive integer, got 0"),
@@ -166,7 +177,7 @@ SAMPLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("overrides, message", SAMPLE_CASES)
+@pytest.mark.parametrize("overrides, message", SAMPLE_CASES, ids=[c[0][0] for c in SAMPLE_CASES])
 def test_bad_sampling_input(trained_run, corpora, overrides, message):
     before = snapshot(trained_run)
     args = [o.format(corpora=corpora) for o in overrides]
@@ -427,6 +438,7 @@ def test_a_gpu_trainer_without_a_gpu_is_one_line(override, tmp_path):
         f"error: trainer.accelerator={accelerator} needs a GPU and this machine has none; "
         "use trainer=cpu, or trainer.accelerator=auto to take one where there is one"
     ]
+    assert list(tmp_path.iterdir()) == []  # the directory it was aimed at, as it was: no .hydra/, log or lock file
 
 
 # A run directory's own records, damaged: cut short, unparsable, or of the wrong shape.

@@ -73,6 +73,25 @@ def test_resuming_a_run_whose_last_checkpoint_is_damaged_touches_nothing(finishe
     assert error.startswith(f"error: checkpoint {last} is corrupted or truncated")
 
 
+def test_a_resume_refused_as_hydra_starts_touches_nothing(finished_run):
+    # threads says how the run runs, not what it trains: the same command, with a value refused
+    # once Hydra has composed the config (and before it writes the run's .hydra/ and log).
+    written = (finished_run / ".hydra" / "config.yaml").stat().st_mtime_ns
+    error = refused(finished_run, "model=v6", *TINY, "trainer.max_steps=30", "threads=0", f"hydra.run.dir={finished_run}", "resume=auto")
+    assert error == "error: threads must be a positive integer or null, got 0"
+    assert (finished_run / ".hydra" / "config.yaml").stat().st_mtime_ns == written  # not written, rather than put back
+
+
+def test_a_resume_refused_as_the_run_is_built_touches_nothing(finished_run, tmp_path):
+    # Killed before its first last.ckpt: resume=auto takes ckpt_path=, which is read as the run is
+    # built, after Hydra rewrote .hydra/ (with the new max_steps) and the log, and status.json said running.
+    (finished_run / "checkpoints" / "last.ckpt").unlink()
+    (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint")
+    error = refused(finished_run, "model=v6", *TINY, "trainer.max_steps=30", f"ckpt_path={tmp_path / 'garbage.ckpt'}",
+                    f"hydra.run.dir={finished_run}", "resume=auto")
+    assert error.startswith("error: ") and f"{tmp_path / 'garbage.ckpt'} is corrupted" in error
+
+
 def test_resuming_a_run_whose_record_is_damaged_is_refused(finished_run):
     (finished_run / ".hydra" / "overrides.yaml").write_text("[unclosed")
     error = refused(finished_run, "model=v6", *TINY, f"hydra.run.dir={finished_run}", "resume=auto")

@@ -24,11 +24,6 @@ Versions v2 to v12 have attention; bigram has none.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # python -m: Ctrl-C while the imports below run (seconds) is one line
-    from shakegpt.common.errors import exit_quietly_on_ctrl_c
-
-    exit_quietly_on_ctrl_c()
-
 import contextlib
 import functools
 import sys

@@ -20,11 +20,6 @@ the same memory-mapped cache training uses.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # python -m: Ctrl-C while the imports below run (seconds) is one line
-    from shakegpt.common.errors import exit_quietly_on_ctrl_c
-
-    exit_quietly_on_ctrl_c()
-
 import math
 import sys
 from pathlib import Path

@@ -15,6 +15,7 @@ LOCK_FILE = "train.lock"
 # The directories this process holds, by resolved path: a lock is taken once per process (a
 # second lock on the same file would wait on the first).
 held: dict[Path, object] = {}
+found: dict[Path, bytes | None] = {}  # each one's lock file as this process found it (None: none there)
 
 
 def hold(directory: Path) -> bool:
@@ -27,6 +28,7 @@ def hold(directory: Path) -> bool:
         return False
     path = directory / LOCK_FILE
     lock = FileLock(path, timeout=0)
+    before = contents(path)
     try:
         lock.acquire()
     except Timeout:
@@ -35,7 +37,7 @@ def hold(directory: Path) -> bool:
         raise UserError(f"{directory} is in use by {who} right now: wait for it to end, or stop it") from None
     except OSError as exc:
         raise UserError(f"cannot lock {path}: {exc.strerror or exc}") from None
-    held[directory] = lock
+    held[directory], found[directory] = lock, before
     with contextlib.suppress(OSError):  # who holds it, for the message above (the flock is the lock)
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "w") as f:
@@ -52,14 +54,37 @@ def holder(path: Path) -> str:
         return ""
 
 
+def contents(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def release(directory: Path) -> None:
-    lock = held.pop(Path(directory).resolve(), None)
+    directory = Path(directory).resolve()
+    found.pop(directory, None)
+    lock = held.pop(directory, None)
     if lock is not None:
         lock.release()
 
 
 def release_all() -> None:
     for directory in list(held):
+        release(directory)
+
+
+def discard_all() -> None:
+    """Release every lock, first putting each lock file back as this process found it: a command
+    that is undone leaves no lock file, or holder's number, of its own. Each is put back while still
+    held: a process starting there meanwhile finds it taken (and is refused), or finds no file and
+    makes its own."""
+    for directory in list(held):
+        with contextlib.suppress(OSError):
+            if found[directory] is None:
+                (directory / LOCK_FILE).unlink(missing_ok=True)
+            else:
+                (directory / LOCK_FILE).write_bytes(found[directory])
         release(directory)
 
 

@@ -38,7 +38,9 @@ def is_number(value) -> bool:
 
 
 def check_positive(name: str, value) -> None:
-    if not (is_number(value) and value > 0):
+    if not is_number(value):
+        raise UserError(f"{name} must be a positive number, got {value}")
+    if not value > 0:  # nan too
         raise UserError(f"{name} must be positive, got {value}")
 
 

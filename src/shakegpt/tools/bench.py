@@ -27,7 +27,7 @@ from omegaconf import OmegaConf, open_dict
 from shakegpt.bookkeeping.flops import flops_per_token
 from shakegpt.bookkeeping.runs import read_logged
 from shakegpt.common.atomic import write_json
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data import TrainBatches
 from shakegpt.tools.pages import tool_command, write_page
@@ -344,4 +344,5 @@ def bench_page(threads: int, peaks: dict, measured: list[dict]) -> list[str]:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

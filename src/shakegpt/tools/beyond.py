@@ -20,7 +20,7 @@ from pathlib import Path
 
 from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.curves import mean_of_seeds, plot_curves
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools.pages import commands_section, mean_sd, tool_command, write_page
 from shakegpt.tools.runner import per_seed_parser, run_per_seed, run_version
@@ -122,4 +122,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.errors import UserError, exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.data.corpus import DEFAULT_CORPUS
 from shakegpt.tools.pages import tool_command, write_page
@@ -252,4 +252,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

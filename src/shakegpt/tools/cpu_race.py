@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.tools.race import CPU_TARGET as TARGET
@@ -64,4 +64,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

@@ -20,7 +20,7 @@ import torch
 
 from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.atomic import write_json
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.errors import UserError, exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools.pages import tool_command, write_page
@@ -140,4 +140,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

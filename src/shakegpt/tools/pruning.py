@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from shakegpt.bookkeeping.runs import OPTUNA_RESULTS, job_dirs
 from shakegpt.bookkeeping.status import read_status
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.tools.runner import run_training
@@ -126,4 +126,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

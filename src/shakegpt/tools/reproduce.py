@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shakegpt.bookkeeping.runs import load_run, read_logged
 from shakegpt.common.curves import mean_of_seeds, plot_curves
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.tools.pages import tool_command, write_page
 from shakegpt.tools.records import V7_MODES, gpu_v7_records, lecture_losses
@@ -236,4 +236,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from shakegpt.common.atomic import write_text
-from shakegpt.common.errors import UserError, report_user_errors
+from shakegpt.common.errors import UserError, exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.common.paths import PROJECT_ROOT
 from shakegpt.evaluate import score_checkpoint
 from shakegpt.tools.race import CPU_TARGET as TARGET, first_at_target, race  # the sprint: last.ckpt at or below it
@@ -78,4 +78,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

@@ -23,7 +23,7 @@ from shakegpt.attention import DEFAULT_PROMPT, attention_maps
 from shakegpt.bookkeeping.checkpoints import load_model
 from shakegpt.bookkeeping.runs import load_run
 from shakegpt.common.curves import mean_of_seeds, plot_curves
-from shakegpt.common.errors import report_user_errors
+from shakegpt.common.errors import exit_quietly_on_ctrl_c, report_user_errors
 from shakegpt.tools.pages import commands_section, mean_sd, tool_command, write_page
 from shakegpt.tools.runner import per_seed_parser, run_per_seed, run_version
 
@@ -123,4 +123,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_quietly_on_ctrl_c(imports_done=True)
     main()

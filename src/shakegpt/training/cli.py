@@ -5,17 +5,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from shakegpt.bookkeeping.locks import hold, release_all
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from shakegpt.bookkeeping.locks import discard_all, hold, release_all
 from shakegpt.bookkeeping.resume import refuse_reuse, with_resume_dir
 from shakegpt.common.atomic import create_fresh
 from shakegpt.common.errors import UserError, quiet_stdout, report_user_errors
 from shakegpt.common.run_dirs import dir_template, split_template
-from shakegpt.training.checks import refuse_lightning_limits, typed_lightning_limits
 from shakegpt.training import slurm
+from shakegpt.training.checks import check_config, refuse_lightning_limits, typed_lightning_limits
 from shakegpt.training.interrupts import Interrupted, signals_interrupt
 
 
@@ -115,19 +121,27 @@ def prepare_train_argv(argv: list[str]) -> list[str]:
     directory that holds a run (sweep) is taken only to resume it, and locked for this process. Ranks
     other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
     log to a file of their own and leave .hydra/ to rank 0."""
+    global start
+    start = Start()  # a new command (tests run several in one process)
     if prints_only(argv[1:]):
         return argv
     refuse_lightning_limits(typed_lightning_limits(argv[1:]))
     argv = [argv[0], *slurm_job_args(argv[1:])]
     os.environ[COMMAND_ENV] = shlex.join(argv[1:])
-    check_writable(output_root(argv[1:]))
     argv = with_resume_dir(argv)
-    if is_named_directory(argv[1:]):
-        directory = output_root(argv[1:])
+    directory, named = output_root(argv[1:]), is_named_directory(argv[1:])
+    in_charge = not is_secondary_rank() and not RUNS_NOTHING.intersection(argv[1:])
+    if named:
         refuse_links(directory)
-        if not is_secondary_rank() and not RUNS_NOTHING.intersection(argv[1:]):
+        if in_charge:
             refuse_reuse(argv[1:], directory)
-            hold(directory)  # before Hydra writes there: a second process is refused untouched
+    if in_charge:
+        start.top = first_missing(directory)
+        if named and start.top is not None and not ("-m" in argv or "--multirun" in argv):
+            start.run = directory.absolute()  # a sweep's directory holds its jobs' failures
+    check_writable(directory)
+    if named and in_charge:
+        hold(directory)  # before Hydra writes there: a second process is refused untouched
     rank = external_rank()
     if rank != 0:
         argv = [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"]
@@ -150,9 +164,121 @@ def slurm_job_args(args: list[str]) -> list[str]:
     return args
 
 
+@dataclass
+class Start:
+    """What this command changes on the way to its run, so that a command that ends before the run
+    begins (refused, interrupted, failed) leaves the file system as it found it."""
+
+    top: Path | None = None  # the highest directory it creates
+    run: Path | None = None  # its run directory, when it creates it
+    kept: dict[Path, bytes | None] = field(default_factory=dict)  # an existing run's files that starting rewrites
+    begun: bool = False  # from here a failure is the run's, recorded in its directory
+
+
+start = Start()
+
+
+def first_missing(directory: Path) -> Path | None:
+    """The highest of directory and its parents that does not exist yet (None: directory exists)."""
+    missing = None
+    for path in (directory.absolute(), *directory.absolute().parents):
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def rewritten_files(run: Path, job_name: str) -> list[Path]:
+    """The files of an existing run directory that starting a run there writes before its first
+    step: Hydra's record of the command, the log it appends to, and the run's status."""
+    hydra_records = (run / ".hydra" / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml"))
+    return [*hydra_records, run / f"{job_name}.log", run / "status.json"]
+
+
+class CheckBeforeWriting(Callback):
+    """Hydra calls on_run_start with a single run's composed config before it creates the run
+    directory: what starting the run will change is noted there for undo_start, and the config's
+    values are checked, so that a refused value writes nothing."""
+
+    @report_user_errors
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if not is_secondary_rank():
+            note_run_directory(config)
+        check_config(config)
+
+
+def note_run_directory(config: DictConfig) -> None:
+    """The run directory, when this command makes it (or made it, as a named one), else the
+    files of the run there that starting this one rewrites, as they are."""
+    HydraConfig.instance().set_config(config)  # as Hydra does next: the directory's name may read hydra:runtime
+    run = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+    start.top = start.top or first_missing(run)
+    if start.top is not None and (run == start.top or start.top in run.parents):
+        start.run = run
+    else:
+        files = rewritten_files(run, config.hydra.job.name)
+        start.kept = {path: path.read_bytes() if path.is_file() else None for path in files}
+
+
+def run_begins() -> None:
+    """train() calls it once the run is built and its resume checked, as it records its start."""
+    start.begun = True
+
+
+def undo_start() -> None:
+    """Put back what this command changed on the way to a run that never began: an existing run's
+    files as they were, and no directory or lock file of its own (removed while still held)."""
+    for path, data in start.kept.items():
+        with contextlib.suppress(OSError):
+            if data is not None:
+                if not path.is_file() or path.read_bytes() != data:  # one left alone keeps its times
+                    path.write_bytes(data)
+                continue
+            path.unlink(missing_ok=True)
+            if path.parent.name == ".hydra":
+                path.parent.rmdir()  # once empty: Hydra made it
+    if start.run is not None:
+        try:
+            hold(start.run)
+            shutil.rmtree(start.run, ignore_errors=True)
+        except UserError:  # another process works there: not this command's to remove
+            pass
+    discard_all()
+    if start.top is not None:
+        remove_empty(start.run or start.top, start.top)
+
+
+def remove_empty(lowest: Path, top: Path) -> None:
+    """lowest and its parents up to top, each removed while empty (another command may have put
+    its run beside this one's)."""
+    for path in (lowest, *lowest.parents):
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        if path == top:
+            return
+
+
 def run_interruptible(main) -> None:
-    """Run train.py's main; a signal that no run caught (a sweep launcher waiting on its jobs,
-    say) ends in one line and the shell's exit code, not a traceback."""
+    """Prepare train.py's command line, then run its main; a command that ends before its run
+    begins is undone (undo_start)."""
+    try:
+        sys.argv = prepare_train_argv(sys.argv)
+        run_answering_signals(main)
+    except BaseException as exc:
+        if not start.begun and not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+            undo_start()
+        raise
+    finally:
+        release_all()  # as the process's end would (tests run train.py within theirs)
+
+
+def run_answering_signals(main) -> None:
+    """A signal that no run caught (a sweep launcher waiting on its jobs, say) ends in one line and
+    the shell's exit code, not a traceback."""
     try:
         with signals_interrupt():
             main()
@@ -163,5 +289,3 @@ def run_interruptible(main) -> None:
         stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
         print(f"interrupted by {stop}; continue with: {continue_command()}", file=sys.stderr)
         sys.exit(stop.exit_code)
-    finally:
-        release_all()  # as the process's end would (tests run train.py within theirs)

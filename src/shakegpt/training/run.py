@@ -28,6 +28,7 @@ from shakegpt.common.errors import UserError
 from shakegpt.training import slurm
 from shakegpt.training.callbacks import Checkpoint
 from shakegpt.training.checks import check_config
+from shakegpt.training.cli import run_begins
 from shakegpt.training.devices import prepare_to_run
 from shakegpt.training.interrupts import Interrupted, StopOnSignal
 from shakegpt.training.log_filters import quiet_lightning
@@ -63,6 +64,7 @@ def train(cfg: DictConfig) -> dict:
     record_start(cfg, trainer, datamodule, n_params, out)
 
     ckpt_path, first_step = resume_from(cfg, out, model)
+    run_begins()  # from here a failure is this run's, recorded in its directory; before, the command is undone
     try:
         fit_seconds = fit(trainer, model, datamodule, ckpt_path)
         return summarise(cfg, trainer, datamodule, checkpoint, loggers, out, lr, fit_seconds, first_step)
