@@ -66,13 +66,8 @@ def write_samples(
     """num_samples continuations of prompt, drawn together as one batch on the model's device,
     to out (stdout). A single sample streams character by character (byte models: as each
 character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
-    check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
     out = out or sys.stdout
-    tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
-    device = model.device
-    generator = torch.Generator(device).manual_seed(seed)
-    start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
-    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+    start, stream = start_stream(model, prompt, max_new_tokens, temperature, top_k, seed, num_samples)
     if num_samples == 1:
         out.write(prompt)
         decode = model.tokenizer.stream_decoder()  # bytes: a character may take several tokens
@@ -81,6 +76,25 @@ character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD)."""
             out.flush()
         out.write(decode([], final=True) + "\n")
         return
+    out.write(("\n" + "-" * 40 + "\n").join(decoded(model, prompt, start, stream)) + "\n")
+
+
+def sample_texts(model: LanguageModel, prompt: str, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int = 1337, num_samples: int = 1) -> list[str]:
+    """num_samples continuations of prompt (each beginning with it), the texts write_samples writes."""
+    start, stream = start_stream(model, prompt, max_new_tokens, temperature, top_k, seed, num_samples)
+    return decoded(model, prompt, start, stream)
+
+
+def start_stream(model: LanguageModel, prompt: str, max_new_tokens, temperature, top_k, seed, num_samples):
+    """(the prompt's tokens for each sample, (num_samples, T); the stream of their next tokens)."""
+    check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
+    tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
+    generator = torch.Generator(model.device).manual_seed(seed)
+    start = torch.tensor([tokens] * num_samples, device=model.device)
+    return start, model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+
+
+def decoded(model: LanguageModel, prompt: str, start: torch.Tensor, stream) -> list[str]:
     generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
-    texts = [prompt + model.tokenizer.decode(row) for row in generated]
-    out.write(("\n" + "-" * 40 + "\n").join(texts) + "\n")
+    return [prompt + model.tokenizer.decode(row) for row in generated]

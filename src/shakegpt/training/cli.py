@@ -110,10 +110,16 @@ def is_secondary_rank() -> bool:
 
 @report_user_errors
 def prepare_train_argv(argv: list[str]) -> list[str]:
-    """train.py's argv after the output directory checks and resume=auto's redirect. A named
-    directory that holds a run (sweep) is taken only to resume it, and locked for this process. Ranks
-    other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
-    log to a file of their own and leave .hydra/ to rank 0."""
+    """check_train_argv for train.py: a refusal is one line and exit 2."""
+    return check_train_argv(argv)
+
+
+def check_train_argv(argv: list[str]) -> list[str]:
+    """train.py's argv (or shakegpt.train's, as train.py's) after the output directory checks
+    and resume=auto's redirect; a refusal raises UserError. A named directory that holds a run
+    (sweep) is taken only to resume it, and locked for this process. Ranks other than 0 that a
+    cluster started (torchrun, SLURM) share rank 0's run directory: they log to a file of their
+    own and leave .hydra/ to rank 0."""
     if prints_only(argv[1:]):
         return argv
     refuse_lightning_limits(typed_lightning_limits(argv[1:]))
