@@ -100,7 +100,7 @@ def test_a_user_error_shows_as_one_line(kernel):
 
 
 @pytest.mark.slow
-def test_the_same_cell_twice_makes_two_runs_with_a_progress_bar(kernel):
+def test_the_same_cell_twice_makes_two_runs_with_a_progress_bar_and_figures_show(kernel):
     _, client, cwd = kernel
     cell = f'runs = globals().setdefault("runs", []); runs.append(shakegpt.train({QUICK}, "trainer.max_steps=10"))'
     messages = []
@@ -108,6 +108,9 @@ def test_the_same_cell_twice_makes_two_runs_with_a_progress_bar(kernel):
         assert run_cell(client, cell, messages=messages)["status"] == "ok"
     assert run_cell(client, 'assert len({run.path for run in runs}) == 2 and {run.state for run in runs} == {"finished"}')["status"] == "ok"
     assert any(WIDGET in message["content"].get("data", {}) for message in messages)
+    shown = []  # a figure shows without %matplotlib inline, which this kernel never ran
+    assert run_cell(client, "runs[0].plot()", messages=shown)["status"] == "ok"
+    assert any("image/png" in message["content"].get("data", {}) for message in shown)
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ class Run(runs.Run):
         """A matplotlib Figure of the train (dashed) and val loss against step."""
         curves = self.curves()
         lines = [Curve("val", curves["val"]), Curve("train", curves["train"], linestyle="--", same_colour_as_previous=True)]
-        return curves_figure([c for c in lines if c.points], f"{self.path}: loss at each evaluation", ylabel="loss")
+        return displayable(curves_figure([c for c in lines if c.points], f"{self.path}: loss at each evaluation", ylabel="loss"))
 
     def evaluate(self, split: str = "val", checkpoint: str = "best", device: str = "auto") -> float:
         """The checkpoint's mean loss over the whole split (train, val or test), every position
@@ -123,11 +123,24 @@ class Run(runs.Run):
         if prompt is not None and not prompt:
             raise UserError("the prompt is empty: give some text, or None for the default prompt")
         with one_line_errors(), model_threads(self.model(checkpoint, device)) as model:
-            return attention_figure(model, DEFAULT_PROMPT if prompt is None else prompt, str(self.path))
+            return displayable(attention_figure(model, DEFAULT_PROMPT if prompt is None else prompt, str(self.path)))
 
     def report(self) -> str:
         """The text `python report.py <run>` prints: status, progress, losses, the last sample."""
         return run_report(self)
+
+
+def displayable(figure):
+    """figure, which IPython (Jupyter, Colab) then shows as a PNG even in a notebook that never set
+    matplotlib up (%matplotlib inline, or importing pyplot); a format the notebook chose stays."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        from IPython.core.pylabtools import print_figure
+
+        formatters = shell.display_formatter.formatters
+        if not any(type(figure) in formatter.type_printers for formatter in formatters.values()):
+            formatters["image/png"].for_type(type(figure), lambda shown: print_figure(shown, "png", bbox_inches="tight"))
+    return figure
 
 
 @contextlib.contextmanager
@@ -170,7 +183,7 @@ class Comparison:
         """A matplotlib Figure of every run's val loss against step."""
         labels = varying_overrides(self.runs)[1]
         title = f"{self.path}: validation loss per job" if self.path else "validation loss"
-        return curves_figure(val_curves(self.runs, labels), title)
+        return displayable(curves_figure(val_curves(self.runs, labels), title))
 
     def __str__(self) -> str:
         return "\n".join(table_lines(self.rows))
