@@ -128,6 +128,7 @@ def score_checkpoint(ckpt: Path, split: str = "val", device: str = "auto", corpu
 
 
 def check_split(split: str) -> None:
+    """A split the runs cut (train, val, test), or one line naming them."""
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split}")
 

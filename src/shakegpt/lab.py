@@ -176,6 +176,7 @@ class Comparison:
 
     @property
     def rows(self) -> list[dict]:
+        """One dict per run: summary.csv's columns, the overrides column holding what differs."""
         own = varying_overrides(self.runs)[1]
         return [summary_row(run) | {"overrides": own[run.path]} for run in self.runs]
 

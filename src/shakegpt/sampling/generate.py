@@ -96,5 +96,6 @@ def start_stream(model: LanguageModel, prompt: str, max_new_tokens, temperature,
 
 
 def decoded(model: LanguageModel, prompt: str, start: torch.Tensor, stream) -> list[str]:
+    """Each sample's text: the prompt, then what the stream generated for it."""
     generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
     return [prompt + model.tokenizer.decode(row) for row in generated]
