@@ -187,6 +187,26 @@ def test_hydra_s_basic_launcher_is_the_default_one_under_its_private_name():
     assert get_class(BASIC_LAUNCHER).__name__ == "BasicLauncher"
 
 
+def test_hydra_s_run_runs_a_task_as_hydra_main_does(tmp_path):
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from shakegpt.common.hydra_private import run_task
+    from tests.helpers import ROOT
+
+    def task(cfg):
+        if cfg.seed == 1:
+            raise ValueError("the task's own error")
+        return HydraConfig.get().runtime.output_dir, HydraConfig.get().job.name, cfg.model._target_
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), job_name="train", version_base="1.3"):
+        found = run_task("config", task, ["model=v2", f"hydra.run.dir={tmp_path / 'run'}", "hydra/job_logging=disabled"])
+        with pytest.raises(ValueError, match="the task's own error"):
+            run_task("config", task, ["seed=1", f"hydra.run.dir={tmp_path / 'failed'}", "hydra/job_logging=disabled"])
+    assert found == (str(tmp_path / "run"), "train", "shakegpt.models.v2.V2")
+    assert {p.name for p in (tmp_path / "run" / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
 # Optuna
 
 

@@ -122,11 +122,16 @@ def score_checkpoint(ckpt: Path, split: str = "val", device: str = "auto", corpu
     return loss, scored, model
 
 
+def check_split(split: str) -> None:
+    """A split the runs cut (train, val, test), or one line naming them."""
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split}")
+
+
 def parse_options(argv: list[str]) -> dict:
     """argv without the program name -> the options, checked; --help prints the usage and exits."""
     options = read_options(argv, OPTIONS, "python -m shakegpt.evaluate", __doc__)
-    if options["split"] not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {options['split']}")
+    check_split(options["split"])
     if not (options["batch"].isascii() and options["batch"].isdigit()) or int(options["batch"]) < 1:
         raise UserError(f"batch must be a positive integer, got {options['batch']}")
     return options

@@ -67,18 +67,28 @@ def varying_overrides(runs: list[Run]) -> tuple[list[str], dict[Path, str]]:
 
 def write_curves(runs: list[Run], labels: dict[Path, str], path: Path) -> bool:
     """Every job's validation loss against step on one figure; False when none was logged."""
+    curves = val_curves(runs, labels)
+    if curves:
+        plot_curves(curves, path, f"{runs[0].path.parent.name}: validation loss per job")
+    return bool(curves)
+
+
+def val_curves(runs: list[Run], labels: dict[Path, str]) -> list[Curve]:
+    """Each run's validation loss that was logged, labelled with its name and labels[path]."""
     logged = [run for run in runs if run.scalars.get("val/loss")]
-    if not logged:
-        return False
     # Jobs of one seed share their curve until their settings part: dashes and narrowing lines
     # keep each visible.
-    curves = [
+    return [
         Curve(f"{run.path.name}: {labels[run.path]}", run.curve("val/loss"), linestyle=["-", "--", ":", "-."][i % 4],
               marker="o", linewidth=2.5 - 1.5 * i / max(1, len(logged) - 1))
         for i, run in enumerate(logged)
     ]
-    plot_curves(curves, path, f"{runs[0].path.parent.name}: validation loss per job")
-    return True
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    """summary_row()s as a Markdown table, the columns of summary.csv."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    return lines + ["| " + " | ".join(cell(c, row[c]).replace("|", "\\|") for c in COLUMNS) + " |" for row in rows]
 
 
 def tally(rows: list[dict]) -> str:
@@ -163,10 +173,8 @@ def write_sweep_summary(sweep: Path) -> list[dict]:
         f"Every job: `{' '.join(common) or '(no shared overrides)'}`",
         "",
         *best_trial_lines(sweep),
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *table_lines(rows),
     ]
-    lines += ["| " + " | ".join(cell(c, row[c]).replace("|", "\\|") for c in COLUMNS) + " |" for row in rows]
     if has_curves:
         lines += ["", "![validation loss per job](curves.png)"]
     lines += ["", "## Samples (the last one each job logged)", "", "| job | overrides | sample |", "|---|---|---|"]

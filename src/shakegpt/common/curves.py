@@ -42,12 +42,25 @@ def plot_curves(
     legend_columns: int = 1,
 ) -> None:
     """Every curve on one figure, written to path (PNG) atomically."""
-    import matplotlib
+    save_figure(curves_figure(curves, title, ylabel, ylim, reference_label, legend_columns), path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 6))
+def curves_figure(
+    curves: list[Curve],
+    title: str,
+    ylabel: str = "validation loss",
+    ylim: tuple[float | None, float | None] = (None, None),
+    reference_label: str | None = None,
+    legend_columns: int = 1,
+):
+    """Every curve on one matplotlib Figure (Agg, outside pyplot: a notebook shows it, a script
+    saves it, and pyplot's backend is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 6))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     colour = None
     for curve in curves:
         steps = sorted(curve.points)
@@ -69,5 +82,4 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=legend_columns)
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig

@@ -9,7 +9,11 @@ import sys
 
 
 class UserError(Exception):
-    """Bad input from the user (config, file, checkpoint, command line): the message says what."""
+    """Bad input from the user (config, file, checkpoint, command line): the message says what.
+    IPython and Jupyter show it as that one line too, as the command line does."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's display
+        return [f"{type(self).__name__}: {self}"]
 
 
 def find_user_error(exc: BaseException | None) -> UserError | None:

@@ -9,6 +9,10 @@ a Hydra upgrade that changes one fails that test by name rather than a sweep obs
 - hydra._internal.core_plugins.basic_launcher.BasicLauncher, as the _target_ string of
   hydra/launcher=basic: the Optuna sweeper's test for jobs that run in its own process. No
   public API: Hydra says of no launcher where its jobs run.
+- hydra._internal.hydra.Hydra.run, on the instance hydra.initialize_config_dir sets up (as
+  GlobalHydra's .hydra): shakegpt.train's run, in the caller's process. No public API runs a task
+  as @hydra.main does (run directory, .hydra/ files, logging, callbacks, HydraConfig) without
+  reading sys.argv and exiting the process on an error; compose() alone sets no HydraConfig.
 """
 
 from __future__ import annotations
@@ -24,3 +28,12 @@ def basic_sweeper() -> type:
     from hydra._internal.core_plugins import basic_sweeper as module
 
     return module.BasicSweeper
+
+
+def run_task(config_name: str, task_function, overrides: list[str]):
+    """task_function's return value, run as @hydra.main runs it in run mode (one job, in this
+    process) with these overrides instead of sys.argv, within hydra.initialize_config_dir; an
+    exception of the task is raised as it is."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return GlobalHydra.instance().hydra.run(config_name, task_function, overrides).return_value

@@ -82,13 +82,8 @@ def write_samples(
     to out (stdout). A single sample streams character by character (byte models: as each
 character's last byte arrives; invalid UTF-8 they generate shows as U+FFFD). kv_cache=False
 re-runs the last block_size tokens for every new one, as the lecture does: the same text, slower."""
-    check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
     out = out or sys.stdout
-    tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
-    device = model.device
-    generator = torch.Generator(device).manual_seed(seed)
-    start = torch.tensor([tokens] * num_samples, device=device)  # (num_samples, T)
-    stream = model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator, kv_cache=kv_cache)
+    start, stream = start_stream(model, prompt, max_new_tokens, temperature, top_k, seed, num_samples, kv_cache)
     if num_samples == 1:
         out.write(prompt)
         decode = model.tokenizer.stream_decoder()  # bytes: a character may take several tokens
@@ -97,6 +92,26 @@ re-runs the last block_size tokens for every new one, as the lecture does: the s
             out.flush()
         out.write(decode([], final=True) + "\n")
         return
+    out.write(("\n" + "-" * 40 + "\n").join(decoded(model, prompt, start, stream)) + "\n")
+
+
+def sample_texts(model: LanguageModel, prompt: str, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int = 1337, num_samples: int = 1, kv_cache: bool = True) -> list[str]:
+    """num_samples continuations of prompt (each beginning with it), the texts write_samples writes."""
+    start, stream = start_stream(model, prompt, max_new_tokens, temperature, top_k, seed, num_samples, kv_cache)
+    return decoded(model, prompt, start, stream)
+
+
+def start_stream(model: LanguageModel, prompt: str, max_new_tokens, temperature, top_k, seed, num_samples, kv_cache=True):
+    """(the prompt's tokens for each sample, (num_samples, T); the stream of their next tokens)."""
+    check_sampling(model, max_new_tokens, temperature, top_k, num_samples, seed)
+    tokens = model.tokenizer.encode(prompt) or [0]  # an empty prompt starts from token 0, as the lecture
+    generator = torch.Generator(model.device).manual_seed(seed)
+    start = torch.tensor([tokens] * num_samples, device=model.device)
+    return start, model.stream(start, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator, kv_cache=kv_cache)
+
+
+def decoded(model: LanguageModel, prompt: str, start: torch.Tensor, stream) -> list[str]:
+    """Each sample's text: the prompt, then what the stream generated for it."""
     generated = torch.cat([start[:, :0], *stream], dim=1).tolist()  # (num_samples, max_new_tokens)
-    texts = [prompt + model.tokenizer.decode(row) for row in generated]
-    out.write(("\n" + "-" * 40 + "\n").join(texts) + "\n")
+    return [prompt + model.tokenizer.decode(row) for row in generated]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -262,6 +263,22 @@ class StepProgressBar(RichProgressBarHooks):
 
     def on_progress_start(self, console) -> None:
         console.on_broken_pipe = functools.partial(stop_drawing, console)
+        if console.is_jupyter:
+            keep_streams()
+
+
+def keep_streams() -> None:
+    """Give sys.stdout and sys.stderr back from the proxies Rich's bar puts there while it draws.
+    In a Jupyter kernel a proxy's flush prints through IPython's display, which flushes the
+    proxy again before it empties: a line written in parts (Ctrl-C's notice) recursed until
+    RecursionError failed the run. There the bar draws in a widget of its own, which text
+    written meanwhile does not disturb."""
+    from rich.file_proxy import FileProxy
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, FileProxy):
+            setattr(sys, name, stream.rich_proxied_file)
 
 
 def stop_drawing(console) -> None:

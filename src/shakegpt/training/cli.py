@@ -117,12 +117,18 @@ def is_secondary_rank() -> bool:
 
 @report_user_errors
 def prepare_train_argv(argv: list[str]) -> list[str]:
-    """train.py's argv after the output directory checks and resume=auto's redirect. A named
-    directory that holds a run (sweep) is taken only to resume it, and locked for this process. Ranks
-    other than 0 that a cluster started (torchrun, SLURM) share rank 0's run directory: they
-    log to a file of their own and leave .hydra/ to rank 0."""
+    """check_train_argv for train.py: a refusal is one line and exit 2."""
+    return check_train_argv(argv)
+
+
+def check_train_argv(argv: list[str]) -> list[str]:
+    """train.py's argv (or shakegpt.train's, as train.py's) after the output directory checks
+    and resume=auto's redirect; a refusal raises UserError. A named directory that holds a run
+    (sweep) is taken only to resume it, and locked for this process. Ranks other than 0 that a
+    cluster started (torchrun, SLURM) share rank 0's run directory: they log to a file of their
+    own and leave .hydra/ to rank 0."""
     global start
-    start = Start()  # a new command (tests run several in one process)
+    start = Start()  # a new command (tests, and a notebook, run several in one process)
     if prints_only(argv[1:]):
         return argv
     refuse_lightning_limits(typed_lightning_limits(argv[1:]))
@@ -266,14 +272,23 @@ def run_interruptible(main) -> None:
     """Prepare train.py's command line, then run its main; a command that ends before its run
     begins is undone (undo_start)."""
     try:
-        sys.argv = prepare_train_argv(sys.argv)
-        run_answering_signals(main)
+        with undone_unless_begun():
+            sys.argv = prepare_train_argv(sys.argv)
+            run_answering_signals(main)
+    finally:
+        release_all()  # as the process's end would (tests run train.py within theirs)
+
+
+@contextlib.contextmanager
+def undone_unless_begun():
+    """A command (train.py, or shakegpt.train) that ends in an error or a signal before its run
+    begins is undone (undo_start)."""
+    try:
+        yield
     except BaseException as exc:
         if not start.begun and not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
             undo_start()
         raise
-    finally:
-        release_all()  # as the process's end would (tests run train.py within theirs)
 
 
 def run_answering_signals(main) -> None:

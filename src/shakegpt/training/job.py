@@ -28,6 +28,15 @@ def train_job(cfg: DictConfig) -> float:
     """train.py's task: the best validation loss, which sweepers minimise. In a sweep a failing
     job is recorded as failed with its reason and returns NaN, so the other jobs go on; a signal
     stops the job, and the sweep with it, exiting 130 (SIGINT) or 143 (SIGTERM)."""
+    try:
+        return locked_job(cfg)
+    except Interrupted as stop:
+        sys.exit(stop.exit_code)
+
+
+def locked_job(cfg: DictConfig) -> float:
+    """The job in its run directory (Hydra's), which this process holds meanwhile; a signal
+    raises Interrupted once status.json records it (shakegpt.train's task)."""
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir)
     use_job_subprocess_command()
@@ -46,7 +55,7 @@ def run_job(cfg: DictConfig, hydra_cfg, out: Path) -> float:
         stop = as_interrupt(exc, received)
         if stop is not None:
             record_interrupt(stop, out, continue_command())
-            sys.exit(stop.exit_code)
+            raise stop from None
         with contextlib.suppress(UserError, OSError):  # the disk may be what failed
             write_status(out, "failed", reason=one_line(exc))
         if hydra_cfg.mode != RunMode.MULTIRUN:

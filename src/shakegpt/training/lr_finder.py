@@ -84,12 +84,12 @@ def lr_range_test(model, batches, min_exp=-4.0, max_exp=0.0, steps=1000, smoothi
 def plot_range_test(result: RangeTest, path: Path):
     """Loss against log10(lr), the range test's usual plot, with the valley and the suggestion marked.
     Saved to path (atomically); returns the figure for TensorBoard."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))  # outside pyplot: a notebook's backend is left alone
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.plot(result.log10_lrs, result.losses, alpha=0.35, label="loss")
     ax.plot(result.log10_lrs, result.smoothed, label="smoothed loss")
     ax.axvline(result.valley_log10_lr, color="grey", linestyle=":", label="valley floor")
