@@ -221,19 +221,21 @@ def test_a_signal_during_an_evaluation_keeps_that_evaluation(tmp_path):
 
 @pytest.mark.slow
 def test_a_signal_during_the_text_sample_stops_the_run_within_seconds(tmp_path):
-    # v7 at its full size, one window a step: step 1's evaluation ends writing best.ckpt and last.ckpt,
-    # then the text sample of 10,000 tokens starts, minutes of forward passes on a CPU. A second
-    # into it, SIGTERM.
+    # v7 at its full size: the evaluation at step 0 (the lecture evaluates before training) logs its
+    # losses, then the text sample of 10,000 tokens starts, minutes of forward passes on a CPU (the
+    # window slides past block_size, where no cache helps). A second into it, SIGTERM.
     run_dir = tmp_path / "run"
     overrides = ["model=v7", "data.batch_size=1", "trainer.max_steps=3", "trainer.val_check_interval=1",
                  "data.eval_iters=1", "sample_tokens=10000", "attention_images=false"]
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
     try:
-        ready = seen_for((run_dir / "checkpoints" / "last.ckpt").exists, 1.0)  # the evaluation's last write
+        ready = seen_for(lambda: metrics.is_file() and '"val/loss"' in metrics.read_text(), 1.0)  # the sample follows
         deadline = time.time() + 120
         while time.time() < deadline and process.poll() is None and not ready():
             time.sleep(0.02)
+        assert ready(), "the evaluation at step 0 never logged its loss"
         process.send_signal(signal.SIGTERM)
         signalled = time.time()
         _, stderr = process.communicate(timeout=60)
@@ -242,9 +244,10 @@ def test_a_signal_during_the_text_sample_stops_the_run_within_seconds(tmp_path):
         process.kill()
     assert process.returncode == 143, stderr[-3000:]
     assert stopped_after < 10, stopped_after  # the checkpoint's writing included
+    # The sample is cut short, then the first step ends the run, as a signal between steps does.
     assert status(run_dir)["state"] == "interrupted" and status(run_dir)["steps"] == 1
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 1
-    assert "stopping after this step" in stderr and "Traceback" not in stderr  # the signal came after the evaluation
+    assert "stopping after this step" in stderr and "Traceback" not in stderr
 
 
 # Before their imports end (torch and Lightning: seconds), each entry point answers Ctrl-C: the

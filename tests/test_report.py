@@ -29,13 +29,15 @@ def test_report_on_a_finished_run(trained_run):
 
 
 def failed_run(run_dir):
-    assert run_cli("train.py", "model=v6", "model.n_head=5", f"hydra.run.dir={run_dir}", *TINY)[0] == 2
+    """A run that failed once it had begun (one refused before leaves no directory): a learning
+    rate that makes the loss diverge at its first step."""
+    assert run_cli("train.py", "model=v6", "model.n_head=2", "optimizer.lr=1e30", f"hydra.run.dir={run_dir}", *TINY)[0] == 2
     return run_dir
 
 
 def test_report_on_a_failed_run(tmp_path):
     out = report(failed_run(tmp_path))
-    assert "status: failed: model.n_embd=32 must be divisible by model.n_head=5" in out
+    assert "status: failed: the training loss became nan at step 2" in out
     assert "val loss (last / best): not measured / not measured" in out
     assert "tokens/s (last interval): not measured" in out
 
@@ -65,8 +67,8 @@ def test_report_on_a_run_still_training(tmp_path):
 
 def test_compare_two_runs(trained_run, tmp_path):
     out = report("--compare", trained_run, failed_run(tmp_path))
-    assert "model.n_head: 4 -> 5" in out
-    assert "status                        finished                      failed: model.n_embd=32" in out
+    assert "model.n_head: 4 -> 2" in out and "optimizer.lr: 0.001 -> 1e+30" in out
+    assert "status                        finished                      failed: the training loss became nan" in out
     assert "sample A:" in out and "sample B:\nnot measured" in out
 
 
