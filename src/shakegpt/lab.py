@@ -149,10 +149,10 @@ def model_threads(model):
     run many times faster on one, on a busy machine most of all); the caller's count after."""
     import torch
 
-    from shakegpt.training.devices import pick_threads
+    from shakegpt.sampling.generate import use_threads
 
     before = torch.get_num_threads()
-    torch.set_num_threads(pick_threads(None, sum(p.numel() for p in model.parameters())))
+    use_threads(model, None)  # sample.py's choice
     try:
         yield model
     finally:
