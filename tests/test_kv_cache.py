@@ -79,11 +79,21 @@ def test_each_cached_step_runs_one_position_until_the_window_slides():
 def test_the_cache_lives_only_while_a_stream_runs():
     model = tiny(V8)
     keys = model.state_dict().keys()
+    before = {name: (p.data_ptr(), p.stride(), p.clone()) for name, p in model.named_parameters()}
     stream = model.stream(torch.zeros((1, 1), dtype=torch.long), 5)
     next(stream)
     assert all(layer.kv_cache is not None for layer in attention_layers(model)) and model.state_dict().keys() == keys
+    # Meanwhile the widening weights (qkv, the feed-forward's first layer, the head: 16 -> 20) are
+    # stored by columns.
+    by_columns = {name for name, p in model.named_parameters() if not p.is_contiguous()}
+    widening = {f"body.{i}.{layer}.weight" for i in range(2) for layer in ("sa.qkv", "ffwd.0")}
+    assert by_columns == widening | {"lm_head.weight"}
+    assert all(torch.equal(p, before[name][2]) for name, p in model.named_parameters())
     stream.close()  # a caller stopping early, as the training sample does on a signal
     assert len(attention_layers(model)) == 2 and all(layer.kv_cache is None for layer in attention_layers(model))
+    assert {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()} == {
+        name: was[:2] for name, was in before.items()
+    }
 
 
 def test_a_checkpoint_samples_the_same_text_with_and_without_the_cache_in_float32():

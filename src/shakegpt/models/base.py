@@ -121,7 +121,7 @@ class LanguageModel(L.LightningModule):
         if "mps" in rng and torch.backends.mps.is_available():
             torch.mps.set_rng_state(rng["mps"])
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no_grad, and no version counters either: a cached step is mostly overhead
     def stream(
         self,
         idx: torch.Tensor,
