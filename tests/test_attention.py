@@ -26,6 +26,7 @@ from shakegpt.attention import (
 )
 from shakegpt.models.bigram import Bigram
 from shakegpt.training.callbacks import AttentionImage
+from shakegpt.training.module import instantiate_trainable, trainable
 from tests.helpers import ROOT
 
 VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12"]
@@ -35,16 +36,17 @@ TEXT = "O Romeo,"  # exactly the tiny models' block of 8
 
 
 def tiny(version: str, *more: str):
-    """version's model as conf/model builds it, 16 wide, 2 heads, 2 layers, a block of 8, in eval mode."""
+    """version's model as conf/model builds it to train (so that save_checkpoint can write it as a
+    run does), 16 wide, 2 heads, 2 layers, a block of 8, in eval mode."""
     if version == "bigram":
-        return Bigram(vocab=VOCAB, block_size=8).eval()
+        return trainable(Bigram)(vocab=VOCAB, block_size=8).eval()
     overrides = [f"model={version}", "model.n_embd=16", "model.n_head=2", "data.block_size=8", *more]
     if version not in ONE_LAYER:
         overrides.append("model.n_layer=2")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     torch.manual_seed(0)
-    return instantiate(cfg.model, vocab=VOCAB, _convert_="all").eval()
+    return instantiate_trainable(cfg.model, vocab=VOCAB).eval()
 
 
 def save_checkpoint(model, path):

@@ -398,7 +398,7 @@ def test_a_full_disk_during_training_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS], ids=["full", "read-only"])
 def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, err, trained_run):
-    from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO
+    from shakegpt.training.checkpoint_io import AtomicCheckpointIO
     from shakegpt.common import atomic
 
     target = tmp_path / "last.ckpt"
@@ -411,7 +411,7 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, err, train
 
 
 def test_a_vanished_run_directory_is_not_recreated(tmp_path):
-    from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO
+    from shakegpt.training.checkpoint_io import AtomicCheckpointIO
     from shakegpt.common.atomic import WriteError
 
     with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'gone' / 'checkpoints' / 'last.ckpt'}: No such file"):

@@ -3,6 +3,7 @@ import torch
 
 from shakegpt.data import CorpusDataModule
 from shakegpt.models.v6 import V6
+from shakegpt.training.module import trainable
 from shakegpt.training.lr_finder import lr_range_test
 from shakegpt.training.optimizers import build_optimizer
 
@@ -10,7 +11,7 @@ from shakegpt.training.optimizers import build_optimizer
 def test_range_test_suggests_a_rate_inside_the_range_that_trains():
     data = CorpusDataModule(batch_size=32, block_size=8)
     torch.manual_seed(0)
-    model = V6(data.tokenizer.chars, 8, n_embd=32, n_head=4, n_layer=1)
+    model = trainable(V6)(vocab=data.tokenizer.chars, block_size=8, n_embd=32, n_head=4, n_layer=1)
     result = lr_range_test(model, iter(data.train_dataloader()), min_exp=-4, max_exp=0, steps=300)
     assert 1e-4 <= result.suggestion <= 1.0
     assert result.losses[0] > min(result.smoothed)  # the loss fell somewhere in the range

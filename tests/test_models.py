@@ -400,3 +400,26 @@ def test_init_normal_is_the_repository_s_normal_0_02_with_zero_biases(version_cl
 def test_an_unknown_attention_scale_or_init_is_one_line(setting, value):
     with pytest.raises(UserError, match=f"model.{setting} must be one of .*, got {value}"):
         fresh(V6, **{setting: value})
+
+
+def test_training_mixes_lightning_into_the_version_and_checkpoints_name_the_version():
+    """A version is a plain torch module; trainable(version) adds Lightning's steps and nothing
+    else, so its checkpoints load into the plain class."""
+    import lightning as L
+
+    from shakegpt.training.module import trainable
+
+    sizes = dict(vocab="abc", block_size=8, n_embd=16, n_head=2, n_layer=1)
+    plain, model = V7(**sizes), trainable(V7)(**sizes, optimizer={"lr": 0.1})
+    assert not isinstance(plain, L.LightningModule) and isinstance(model, (V7, L.LightningModule))
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    # every constructor setting, defaults included: what sampling rebuilds the model from
+    assert dict(model.hparams) == sizes | {
+        "head_size": None, "dropout": 0.0, "attention_scale": "n_embd", "init": "pytorch", "tokenizer": "char",
+        "optimizer": {"lr": 0.1}, "scheduler": None,
+    }
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["shakegpt"]["model_class"] == "shakegpt.models.v7.V7"
+    with pytest.raises(TypeError, match=r"V7 takes no optimizer: those are training settings, taken by .*trainable\(V7\)"):
+        V7(**sizes, optimizer={"lr": 0.1})

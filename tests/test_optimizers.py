@@ -4,13 +4,13 @@ schedule, checkpoints and resume treat like any other."""
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from lightning import Trainer
 from omegaconf import OmegaConf
 
 from shakegpt.common.errors import UserError
 from shakegpt.data import CharTokenizer, read_corpus
 from shakegpt.training.lr_finder import lr_range_test
+from shakegpt.training.module import instantiate_trainable
 from shakegpt.training.optimizers import MuonWithAdamW, build_optimizer, optimizer_and_schedule
 from shakegpt.training.schedules import make_scheduler
 from tests.helpers import ROOT, TINY, loss_before_and_after, run_script
@@ -25,7 +25,7 @@ def build(*overrides: str, version: str = "v7", **optimizer):
         cfg = compose("config", overrides=[f"model={version}", "optimizer=muon", *sizes, *overrides])
     settings = OmegaConf.to_container(cfg.optimizer, resolve=True) | optimizer
     torch.manual_seed(0)
-    return instantiate(cfg.model, vocab=VOCAB, optimizer=settings, _convert_="all", _recursive_=False)
+    return instantiate_trainable(cfg.model, vocab=VOCAB, optimizer=settings)
 
 
 def optimizer_of(model, fused: bool = True):

@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO, read_checkpoint
+from shakegpt.bookkeeping.checkpoints import read_checkpoint
+from shakegpt.training.checkpoint_io import AtomicCheckpointIO
 from shakegpt.common.errors import UserError
 from tests.helpers import ROOT, TINY, commands, kill_train_after, run_cli, run_script
 
@@ -370,12 +371,13 @@ def test_an_apple_gpu_s_random_state_is_saved_and_restored(monkeypatch):
     """Dropout on MPS draws from the MPS generator: a resume must continue it as it does the
     CPU's and CUDA's (faked here: this machine has no Apple GPU)."""
     from shakegpt.models.v7 import V7
+    from shakegpt.training.module import trainable
 
     state = {"mps": torch.tensor([1, 2, 3], dtype=torch.uint8)}
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     monkeypatch.setattr(torch.mps, "get_rng_state", lambda: state["mps"].clone())
     monkeypatch.setattr(torch.mps, "set_rng_state", lambda new: state.update(mps=new))
-    model = V7(vocab="abc", block_size=4, n_embd=8, n_head=2, n_layer=1, dropout=0.1)
+    model = trainable(V7)(vocab="abc", block_size=4, n_embd=8, n_head=2, n_layer=1, dropout=0.1)
     checkpoint = {}
     model.on_save_checkpoint(checkpoint)
     assert torch.equal(checkpoint["rng"]["mps"], torch.tensor([1, 2, 3], dtype=torch.uint8))

@@ -55,8 +55,9 @@ print("\\n".join(sorted(sys.modules)))
 
 
 def test_models_and_sampling_import_no_training_code():
-    """A model is a model: its optimizer and schedule are built on the training side, and the
-    training loop and Hydra stay out of loading and sampling. (torch.optim's private Muon
+    """A model is a model: a plain torch module, whose training steps, optimizer and schedule
+    live on the training side; the training loop, Lightning and Hydra stay out of loading and
+    sampling. (torch.optim's private Muon
     module cannot be checked here: `import torch` itself loads it for torch.optim.Muon.)"""
     result = subprocess.run(
         [sys.executable, "-c", LOAD_AND_SAMPLE, str(ROOT / "tests" / "data" / "v2_fb81f8b.ckpt")],
@@ -65,7 +66,27 @@ def test_models_and_sampling_import_no_training_code():
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.split()
     assert "shakegpt.models.v12" in loaded and "shakegpt.sampling.generate" in loaded
-    assert [name for name in loaded if name.startswith(("shakegpt.training", "hydra"))] == []
+    assert [name for name in loaded if name.startswith(("shakegpt.training", "hydra", "lightning"))] == []
+
+
+# sample.py as typed, then the packages it loaded that sampling does not need.
+SAMPLE_PY = """
+import atexit, runpy, sys
+unneeded = ("lightning", "optuna", "shakegpt.training", "shakegpt.data.module", "hydra_plugins.shakegpt_optuna._pruning")
+atexit.register(lambda: print("loaded:", sorted(m for m in sys.modules if m.startswith(unneeded))))
+sys.argv = ["sample.py", *sys.argv[1:]]
+runpy.run_path("sample.py", run_name="__main__")
+"""
+
+
+def test_sample_py_loads_no_training_machinery():
+    """The whole command, Hydra's plugin scan included (it imports every public module of
+    src/hydra_plugins)."""
+    ckpt = ROOT / "tests" / "data" / "v2_fb81f8b.ckpt"
+    result = subprocess.run([sys.executable, "-c", SAMPLE_PY, f"ckpt={ckpt}", "max_new_tokens=5"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: []"
 
 
 def test_a_file_that_is_not_a_shakegpt_checkpoint(tmp_path):

@@ -155,8 +155,9 @@ def test_malformed_and_oversized_checkpoints_are_one_line_before_any_allocation(
 
 def test_a_rotary_model_s_block_size_cannot_ask_for_huge_computed_tables(tmp_path):
     from shakegpt.models.v8 import V8
+    from shakegpt.training.module import trainable
 
-    model = V8(vocab="abcd", block_size=8, n_embd=16, n_head=2, n_layer=1)
+    model = trainable(V8)(vocab="abcd", block_size=8, n_embd=16, n_head=2, n_layer=1)
     path = tmp_path / "v8.ckpt"
     torch.save({"shakegpt": {"model_class": "shakegpt.models.v8.V8"}, "state_dict": model.state_dict(),
                 "hyper_parameters": dict(model.hparams) | {"block_size": 10**12}}, path)

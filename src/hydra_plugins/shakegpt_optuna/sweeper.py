@@ -40,7 +40,6 @@ from hydra_plugins.shakegpt_optuna._study import (
     this_process,
     write_results,
 )
-from hydra_plugins.shakegpt_optuna.pruning import MarkPruned
 from shakegpt.bookkeeping.status import read_status
 from shakegpt.common.atomic import write_text
 from shakegpt.common.config import check_positive_int
@@ -67,6 +66,10 @@ class OptunaSweeper(Sweeper):
         self.params = OmegaConf.to_container(params) if params else {}
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        # Here, not at the top: Hydra's plugin scan imports this module for every command (sample.py
+        # too), and pruning's callback brings Lightning.
+        from hydra_plugins.shakegpt_optuna._pruning import MarkPruned
+
         self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=MarkPruned(task_function)
@@ -200,7 +203,7 @@ class OptunaSweeper(Sweeper):
     def overrides(self, trial, space: SearchSpace, pruning: bool) -> list[str]:
         lines = list(space.fixed.values()) + [as_override(name, value) for name, value in trial.params.items()]
         if pruning:
-            target = "hydra_plugins.shakegpt_optuna.pruning.PruneTrial"
+            target = "hydra_plugins.shakegpt_optuna._pruning.PruneTrial"
             lines.append(f"{PRUNING_CALLBACK}={{_target_:{target},trial:{trial.number}}}")
         return lines
 

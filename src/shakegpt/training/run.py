@@ -21,12 +21,12 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from shakegpt.bookkeeping.checkpoints import AtomicCheckpointIO
 from shakegpt.bookkeeping.resume import resume_from
 from shakegpt.common.atomic import WriteError, os_reason
 from shakegpt.common.errors import UserError
 from shakegpt.training import slurm
 from shakegpt.training.callbacks import Checkpoint
+from shakegpt.training.checkpoint_io import AtomicCheckpointIO
 from shakegpt.training.checks import check_config
 from shakegpt.training.cli import run_begins
 from shakegpt.training.devices import prepare_to_run
@@ -35,6 +35,7 @@ from shakegpt.training.log_filters import quiet_lightning
 from shakegpt.training.loggers import build_loggers
 from shakegpt.training.lr_finder import find_lr
 from shakegpt.training.metrics import record_start, summarise
+from shakegpt.training.module import instantiate_trainable
 from shakegpt.training.optimizers import optimizer_and_schedule
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,8 @@ def build_model(cfg: DictConfig, tokenizer, lr: float):
     schedule it trains with."""
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True) | {"lr": lr}
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
-    # Not recursive: the optimizer's config reaches the model as a plain dict, built in
-    # configure_optimizers (by optimizer_and_schedule) once the parameters exist.
-    model = instantiate(
-        cfg.model, vocab=tokenizer.chars, tokenizer=tokenizer.kind, optimizer=optimizer, scheduler=scheduler,
-        _convert_="all", _recursive_=False,
+    model = instantiate_trainable(
+        cfg.model, vocab=tokenizer.chars, tokenizer=tokenizer.kind, optimizer=optimizer, scheduler=scheduler
     )
     model.optimizer_and_schedule = optimizer_and_schedule
     return model
