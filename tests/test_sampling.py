@@ -69,10 +69,13 @@ def test_models_and_sampling_import_no_training_code():
     assert [name for name in loaded if name.startswith(("shakegpt.training", "hydra", "lightning"))] == []
 
 
-# sample.py as typed, then the packages it loaded that sampling does not need.
+# sample.py as typed, then the packages it loaded that sampling does not need (torch's compiler
+# costs a second: initialising the weights of the meta skeleton a checkpoint is checked against
+# would load it).
 SAMPLE_PY = """
 import atexit, runpy, sys
-unneeded = ("lightning", "optuna", "shakegpt.training", "shakegpt.data.module", "hydra_plugins.shakegpt_optuna._pruning")
+unneeded = ("lightning", "optuna", "shakegpt.training", "shakegpt.data.module", "hydra_plugins.shakegpt_optuna._pruning",
+            "torch._dynamo")
 atexit.register(lambda: print("loaded:", sorted(m for m in sys.modules if m.startswith(unneeded))))
 sys.argv = ["sample.py", *sys.argv[1:]]
 runpy.run_path("sample.py", run_name="__main__")

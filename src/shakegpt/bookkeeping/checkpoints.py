@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from shakegpt.common.errors import UserError
 from shakegpt.models.base import LanguageModel
@@ -162,12 +163,23 @@ def is_plain(value) -> bool:
     return False
 
 
+class InitialisesNothing(TorchFunctionMode):
+    """torch.nn.init's functions leave their tensor as it is. A meta skeleton's values are never
+    read, and initialising meta tensors loads torch's compiler (a second of every sample.py)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]  # each names its tensor `tensor`
+        return func(*args, **kwargs)
+
+
 def check_sizes(cls: type[LanguageModel], settings: dict, state: dict, path: Path) -> None:
     """The settings build exactly the weights the file holds: checked on a model built on the
     meta device, which allocates nothing, so settings that ask for 50 GB cost nothing here."""
     if settings.get("n_layer", 1) > len(state):  # bounds the modules the meta model creates
         raise UserError(f"{path}: its setting n_layer={settings['n_layer']} does not match its {len(state)} tensors")
-    with torch.device("meta"):
+    with torch.device("meta"), InitialisesNothing():
         skeleton = construct(cls, settings, path)
     expected = skeleton.state_dict()
     if expected.keys() != state.keys():
