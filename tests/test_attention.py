@@ -29,7 +29,7 @@ from shakegpt.training.callbacks import AttentionImage
 from shakegpt.training.module import instantiate_trainable, trainable
 from tests.helpers import ROOT
 
-VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12"]
+VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v16"]
 ONE_LAYER = {"v2", "v3", "v3_ff"}  # their body is a single attention layer
 VOCAB = "".join(sorted(set(DEFAULT_PROMPT + string.ascii_letters + " .,;:!?'\n")))
 TEXT = "O Romeo,"  # exactly the tiny models' block of 8
@@ -93,7 +93,7 @@ def test_maps_are_softmax_of_q_k_computed_by_hand_from_the_weights(version, scal
 
 
 @pytest.mark.parametrize("scale", ["n_embd", "head_size"])
-@pytest.mark.parametrize("version", ["v2", "v6", "v7", "v8", "v10", "v12"])
+@pytest.mark.parametrize("version", ["v2", "v6", "v7", "v8", "v10", "v12", "v16"])
 def test_the_recorded_weights_are_the_ones_the_forward_pass_uses(version, scale):
     """Recording swaps the fused kernel for the step-by-step softmax: the logits stay the same,
     so the maps (the command's and TensorBoard's) are the weights the model really uses."""

@@ -1,4 +1,4 @@
-"""The versions after the lecture (v8..v12): each adds exactly its one change over the one before,
+"""The versions after the lecture (v8..v16): each adds exactly its one change over the one before,
 keeps attention causal (test_models' causal-mask and parameter tests cover them too) and trains."""
 
 import pytest
@@ -13,6 +13,10 @@ from shakegpt.models.v9 import V9
 from shakegpt.models.v10 import V10
 from shakegpt.models.v11 import V11
 from shakegpt.models.v12 import V12
+from shakegpt.models.v13 import V13
+from shakegpt.models.v14 import V14
+from shakegpt.models.v15 import V15
+from shakegpt.models.v16 import V16
 from shakegpt.tools.model_diff import describe
 from tests.helpers import loss_before_and_after
 from tests.test_models import HS, C, H, L, P, T, added_parameters, layer_norm, per_block, small, step
@@ -120,12 +124,129 @@ def test_v11_s_forward_is_written_out():
     torch.testing.assert_close(model(idx), model.lm_head(model.ln_f(x)))
 
 
+def random_weights(model):
+    """Every weight random, the zero-initialised projections too, so that no branch hides."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def same_weights(cls, source, **sizes):
+    """A cls model holding source's weights (strict: any name in one only must be listed apart)."""
+    model = small(cls, **SIZES, **sizes).eval()
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    assert not unexpected
+    return model, set(missing)
+
+
+IDX = torch.randint(7, (2, T), generator=torch.Generator().manual_seed(0))
+
+
+def test_v13_swaps_swiglu_for_a_relu_squared_feed_forward_of_the_same_size():
+    v12, v13 = small(V12, **SIZES), small(V13, **SIZES)
+    hidden = 8 * C // 3
+    assert step(v12, v13) == per_block({
+        "body.#.ffwd.gate": (f"Linear(in_features={C}, out_features={hidden}, bias=False)", None),
+        "body.#.ffwd": ("v9.SwiGLU()", "v13.ReLUSquared()"),
+        "body.#.ffwd.up": (f"Linear(in_features={C}, out_features={hidden}, bias=False)",
+                           f"Linear(in_features={C}, out_features={4 * C}, bias=False)"),
+        "body.#.ffwd.down": (f"Linear(in_features={hidden}, out_features={C}, bias=False)",
+                             f"Linear(in_features={4 * C}, out_features={C}, bias=False)"),
+    })
+    assert added_parameters(v12, v13) == 0  # 2 x 4C x C = 3 x 8C/3 x C
+    assert all(block.ffwd.down.weight.eq(0).all() for block in v13.body)  # v12's zero start kept
+    ffwd, x = random_weights(v13).body[0].ffwd, torch.randn(2, T, C)
+    torch.testing.assert_close(ffwd(x), ffwd.down(torch.relu(ffwd.up(x)) ** 2))
+
+
+def test_v14_only_caps_the_logits_of_v13():
+    v13, v14 = small(V13, **SIZES), small(V14, **SIZES)
+    assert step(v13, v14) == {} and added_parameters(v13, v14) == 0
+    v13 = random_weights(v13)
+    v14, _ = same_weights(V14, v13, logit_cap=2.0)
+    torch.testing.assert_close(v14(IDX), 2.0 * torch.tanh(v13(IDX) / 2.0))
+    with torch.no_grad():
+        v14.lm_head.weight.mul_(1000)  # logits far past the cap stay inside it (tanh rounds to 1 there)
+        uncapped, capped = V13.forward(v14, IDX), v14(IDX)
+    assert uncapped.abs().max() > 100 and capped.abs().max() <= 2.0
+
+
+def test_a_bad_logit_cap_is_one_line():
+    with pytest.raises(UserError, match="model.logit_cap"):
+        small(V14, **SIZES, logit_cap=0)
+
+
+def test_v15_mixes_the_first_layer_s_values_into_every_later_layer_s():
+    v14, v15 = small(V14, **SIZES), small(V15, **SIZES)
+    attention_after = attention("v15.ValueResidualAttention")
+    assert step(v14, v15) == {
+        "body": ("Sequential()", "v15.ValueResidualStack()"),
+        **per_block({"body.#": ("v11.Block()", "v15.Block()"), "body.#.sa": (attention("v10.QKNormAttention"), attention_after)}),
+    }
+    mixes = {name: p.item() for name, p in v15.named_parameters() if name not in v14.state_dict()}
+    assert mixes == {f"body.{i}.sa.value_mix": 0.5 for i in range(1, L)}
+    v14 = random_weights(v14)
+    v15, missing = same_weights(V15, v14)
+    assert missing == set(mixes)
+    with torch.no_grad():
+        for i in range(1, L):
+            v15.body[i].sa.value_mix.zero_()  # nothing mixed in: v14
+    torch.testing.assert_close(v15(IDX), v14(IDX))
+
+
+def test_v16_adds_one_weighted_skip_per_pair_of_blocks():
+    v15, v16 = small(V15, **SIZES), small(V16, **SIZES)
+    assert step(v15, v16) == {"body": ("v15.ValueResidualStack()", "v16.UNetStack()")}
+    assert added_parameters(v15, v16) == L // 2 and v16.body.skip_weights.eq(1).all()
+    v15 = random_weights(v15)
+    v16, missing = same_weights(V16, v15)
+    assert missing == {"body.skip_weights"}
+    with torch.no_grad():
+        v16.body.skip_weights.zero_()  # no skips: v15
+    torch.testing.assert_close(v16(IDX), v15(IDX))
+
+
+def test_at_the_start_v16_is_still_the_embedding_and_the_head_alone():
+    """Every block adds nothing at step 0 (v12), so each skip adds a copy of the embedding,
+    which ln_f's RMSNorm scales away (up to its eps)."""
+    v16 = small(V16, **SIZES).eval()
+    expected = v16.logit_cap * torch.tanh(v16.lm_head(v16.ln_f(v16.token_embedding(IDX))) / v16.logit_cap)
+    torch.testing.assert_close(v16(IDX), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_u_net_needs_an_even_number_of_blocks():
+    with pytest.raises(UserError, match="model.n_layer=3 must be even"):
+        small(V16, **SIZES | {"n_layer": 3})
+
+
+def test_v16_s_forward_is_written_out():
+    """v16.py's docstring, line by line, at 4 blocks: the skips pair block 1 with 2 and 0 with 3."""
+    model = random_weights(small(V16, **SIZES | {"n_layer": 4}))
+    x, skips, v_first = model.token_embedding(IDX), [], None
+    mask = torch.ones(T, T).tril().bool()
+    for i, b in enumerate(model.body):
+        if i >= 2:
+            x = x + model.body.skip_weights[i - 2] * skips.pop()
+        q, k, v = b.sa.qkv(b.ln1(x)).view(2, T, 3, H, HS).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, HS)
+        v_first = v if i == 0 else v_first
+        v = v if i == 0 else (1 - b.sa.value_mix) * v + b.sa.value_mix * v_first
+        q, k = b.sa.rotary(b.sa.q_norm(q)), b.sa.rotary(b.sa.k_norm(k))
+        weights = (q @ k.transpose(-2, -1) / HS**0.5).masked_fill(~mask, float("-inf")).softmax(-1)
+        x = x + b.proj((weights @ v).transpose(1, 2).reshape(2, T, C))
+        x = x + b.ffwd.down(torch.relu(b.ffwd.up(b.ln2(x))) ** 2)
+        if i < 2:
+            skips.append(x)
+    logits = model.lm_head(model.ln_f(x))
+    torch.testing.assert_close(model(IDX), model.logit_cap * torch.tanh(logits / model.logit_cap))
+
+
 def test_rotary_needs_an_even_head_size():
     with pytest.raises(UserError, match="head_size 3 must be even"):
         small(V8, n_embd=9, n_head=3, n_layer=1)
 
 
-@pytest.mark.parametrize("version", [V8, V9, V10, V11, V12])
+@pytest.mark.parametrize("version", [V8, V9, V10, V11, V12, V13, V14, V15, V16])
 def test_a_few_steps_lower_the_loss(version):
     torch.manual_seed(0)
     model = version(CharTokenizer.from_text(read_corpus(None)).chars, 16, n_embd=32, n_head=4, n_layer=2)

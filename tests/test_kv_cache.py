@@ -12,6 +12,7 @@ from shakegpt.models.v6 import V6
 from shakegpt.models.v7 import V7
 from shakegpt.models.v8 import V8
 from shakegpt.models.v12 import V12
+from shakegpt.models.v16 import V16
 from shakegpt.sampling.generate import write_samples
 from tests.helpers import ROOT
 
@@ -19,13 +20,15 @@ VOCAB = "".join(chr(c) for c in range(ord("a"), ord("a") + 20))
 BLOCK = 8
 # Each version's code path at a tiny size: learned positions (v2 one head of 16 over 32 wide; v6
 # pre-LayerNorm blocks; v7 dropout, scaled by n_embd) and rotary ones (v8; v12 with SwiGLU,
-# QK-norm, RMSNorm and the repository's head_size scaling).
+# QK-norm, RMSNorm and the repository's head_size scaling; v16 with ReLU^2, soft-capped logits,
+# the first layer's values mixed into the later layers' and U-net skips, over 4 blocks).
 TINY = {
     V2: dict(n_embd=32, n_head=1, head_size=16),
     V6: dict(n_embd=16, n_head=4, n_layer=2),
     V7: dict(n_embd=16, n_head=4, n_layer=2, dropout=0.2),
     V8: dict(n_embd=16, n_head=2, n_layer=2, dropout=0.2, attention_scale="head_size", init="normal"),
     V12: dict(n_embd=24, n_head=2, n_layer=2, dropout=0.2, attention_scale="head_size", init="normal"),
+    V16: dict(n_embd=24, n_head=2, n_layer=4, dropout=0.2, attention_scale="head_size", init="normal", logit_cap=3.0),
 }
 
 

@@ -38,8 +38,12 @@ PARAMETERS = {
     "v10": 10_679_873,
     "v11": 10_674_881,
     "v12": 10_674_881,
+    "v13": 10_674_881,
+    "v14": 10_674_881,
+    "v15": 10_674_886,  # value_mix in 5 of the 6 layers
+    "v16": 10_674_889,  # 3 skip weights
 }
-ATTENTION_VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12"]
+ATTENTION_VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16"]
 
 
 def build(version: str, *overrides: str):
@@ -356,10 +360,10 @@ def test_the_guide_shows_what_the_diff_command_prints():
 LECTURE_VERSIONS = ["v2", "v3", "v3_ff", "v4", "v5", "v6", "v7"]
 
 
-@pytest.mark.parametrize("version", [*LECTURE_VERSIONS, "v8", "v9", "v10", "v11", "v12"])
+@pytest.mark.parametrize("version", [*LECTURE_VERSIONS, "v8", "v9", "v10", "v11", "v12", "v16"])
 def test_the_lecture_s_versions_run_the_video_s_code_and_later_ones_the_repository_s(version):
     """bigram..v7 as the video ran them: scores times n_embd**-0.5, PyTorch's initialisation;
-    v8..v12 keep the repository's two fixes they were measured with (docs/beyond.md)."""
+    v8..v16 keep the repository's two fixes they were measured with (docs/beyond.md)."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         model = compose("config", overrides=[f"model={version}"]).model
     video = version in LECTURE_VERSIONS

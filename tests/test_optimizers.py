@@ -117,6 +117,51 @@ def test_state_dict_round_trip_keeps_groups_shared():
     assert len(fresh.state) == len(list(model.parameters()))
 
 
+def test_momentum_warm_up_rises_linearly_then_holds_and_resumes_where_it_was():
+    model = build(momentum_warmup_steps=4, momentum_start=0.85)
+    optimizer = optimizer_of(model)
+    seen = []
+    for _ in range(6):
+        model.loss(*torch.randint(65, (2, 2, 16))).backward()
+        optimizer.step()
+        seen.append(optimizer.muon.param_groups[0]["momentum"])
+    assert seen == pytest.approx([0.85, 0.875, 0.9, 0.925, 0.95, 0.95])
+    fresh = optimizer_of(build(momentum_warmup_steps=4, momentum_start=0.85))
+    fresh.load_state_dict(optimizer.state_dict())
+    assert fresh.steps == 6 and fresh.warmed_up_momentum() == pytest.approx(0.95)
+
+
+def test_without_warm_up_muon_s_momentum_stays_as_set():
+    model = build()
+    optimizer = optimizer_of(model)
+    for _ in range(2):
+        model.loss(*torch.randint(65, (2, 2, 16))).backward()
+        optimizer.step()
+    assert {g["momentum"] for g in optimizer.muon.param_groups} == {0.95}
+
+
+def test_muon_weight_decay_shrinks_muon_s_matrices_only():
+    """With every gradient zero, the update is the decay alone: p *= 1 - muon_lr * muon_weight_decay."""
+    model = build(muon_weight_decay=0.5, weight_decay=0.0)
+    optimizer = optimizer_of(model)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    muon = names(model, [p for g in optimizer.muon.param_groups for p in g["params"]])
+    for name, p in model.named_parameters():
+        factor = 1 - 0.02 * 0.5 if name in muon else 1.0
+        torch.testing.assert_close(p.detach(), before[name] * factor)
+
+
+@pytest.mark.parametrize("setting, value", [("momentum_warmup_steps", -1), ("momentum_start", 1.5)])
+def test_a_bad_warm_up_setting_is_one_line(setting, value):
+    from shakegpt.training.optimizers import check_optimizer_numbers
+
+    with pytest.raises(UserError, match=f"optimizer.{setting}"):
+        check_optimizer_numbers(OmegaConf.create({setting: value}))
+
+
 def test_the_range_test_refuses_two_rates():
     with pytest.raises(UserError, match="sweeps one rate"):
         lr_range_test(build(), iter([]), steps=10)
@@ -124,15 +169,16 @@ def test_the_range_test_refuses_two_rates():
 
 @pytest.mark.slow
 def test_train_py_with_muon_finishes_and_resumes(tmp_path):
-    sizes = ["model=v7", "optimizer=muon", *SMALL, "data.batch_size=8", "scheduler=cosine", "scheduler.warmup_steps=5"]
+    sizes = ["model=v7", "optimizer=muon", *SMALL, "data.batch_size=8", "scheduler=cosine", "scheduler.warmup_steps=5",
+             "optimizer.momentum_warmup_steps=50"]
     first = tmp_path / "first"
     result = run_script("train.py", *sizes, *TINY, f"hydra.run.dir={first}")
     assert result.returncode == 0, result.stderr
     last = first / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
     (optimizer_state,) = checkpoint["optimizer_states"]
-    assert set(optimizer_state) == {"muon", "adamw"}
-    assert checkpoint["global_step"] == 20
+    assert set(optimizer_state) == {"muon", "adamw", "steps"}
+    assert checkpoint["global_step"] == optimizer_state["steps"] == 20
 
     second = tmp_path / "second"
     overrides = [*TINY, f"ckpt_path={last}", "trainer.max_steps=30", f"hydra.run.dir={second}"]
@@ -145,6 +191,9 @@ def test_train_py_with_muon_finishes_and_resumes(tmp_path):
     adamw_group = resumed["optimizer_states"][0]["adamw"]["param_groups"][0]
     assert muon_group["lr"] / muon_group["initial_lr"] == pytest.approx(adamw_group["lr"] / adamw_group["initial_lr"])
     assert muon_group["lr"] < muon_group["initial_lr"]
+    # and so did Muon's momentum warm-up: the 30th update ran at 0.85 + 29/50 of the way to 0.95
+    assert resumed["optimizer_states"][0]["steps"] == 30
+    assert muon_group["momentum"] == pytest.approx(0.85 + 29 / 50 * 0.1)
 
 
 @pytest.mark.slow

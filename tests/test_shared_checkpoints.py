@@ -13,7 +13,7 @@ from shakegpt.models.versions import BY_PATH
 from tests.helpers import ROOT, TINY, run_cli
 
 DATA = ROOT / "tests" / "data"
-VERSIONS = "(bigram, v2, v3_ff, v4, v5, v6, v7, v8, v9, v10, v11, v12)"
+VERSIONS = "(bigram, v2, v3_ff, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16)"
 
 
 @pytest.fixture

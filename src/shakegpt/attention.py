@@ -18,8 +18,8 @@ and heads counted from 0 as in the checkpoint's names (body.0, ...): row = query
 column = key position, both labelled with the prompt's characters (a space shows as ␣, a
 newline as \\n). One colour scale, 0 to 1, serves every panel; grey cells above the diagonal are
 the future, which a position cannot see. The weights are the model's own: recorded inside its
-forward pass, from the q and k its attention computed (after RoPE and QK-norm in v8 to v12).
-Versions v2 to v12 have attention; bigram has none.
+forward pass, from the q and k its attention computed (after RoPE and QK-norm from v8 on).
+Versions v2 to v16 have attention; bigram has none.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ COLOURS, FUTURE_GREY = "viridis", 0.85  # weights 0 (dark blue) to 1 (yellow); t
 
 
 def attention_layers(model: torch.nn.Module) -> list[CausalSelfAttention]:
-    """The model's attention modules, one per layer (v2 to v12 build theirs from this class)."""
+    """The model's attention modules, one per layer (v2 to v16 build theirs from this class)."""
     return [module for module in model.modules() if isinstance(module, CausalSelfAttention)]
 
 

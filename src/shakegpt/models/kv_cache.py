@@ -16,7 +16,7 @@ and every position in it moves by one.
 - Learned positions (v2 to v7): every key and value depends on its position, so a slid window
   shares nothing with the cached one: each later token runs the full forward over the window,
   exactly as without a cache (no faster there).
-- Rotary positions (v8 to v12): q . k depends only on the distance between positions, so the
+- Rotary positions (v8 on): q . k depends only on the distance between positions, so the
   first layer's keys would survive the slide. The second layer's would not: a position's first
   layer output mixed in the token that just left the window. A sliding cache is exact for a
   one-layer model only, so these too run the full window per token past block_size.

@@ -4,11 +4,12 @@ here, never imported, so a file cannot make a loader call anything else."""
 
 from __future__ import annotations
 
-from shakegpt.models import bigram, v2, v3_ff, v4, v5, v6, v7, v8, v9, v10, v11, v12
+from shakegpt.models import bigram, v2, v3_ff, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16
 from shakegpt.models.base import LanguageModel
 
 CLASSES: tuple[type[LanguageModel], ...] = (
     bigram.Bigram, v2.V2, v3_ff.V3FF, v4.V4, v5.V5, v6.V6, v7.V7, v8.V8, v9.V9, v10.V10, v11.V11, v12.V12,
+    v13.V13, v14.V14, v15.V15, v16.V16,
 )
 
 

@@ -1,6 +1,7 @@
-"""After the lecture: v7 and each later version (v8..v12, one change each) trained at one shared
-CPU-sized shape and budget, 3 seeds each, scored on the whole validation split; then the
-optimizer and weight-averaging choices on the last version. Writes docs/beyond.md (the table)
+"""After the lecture: v7 and each later version (v8..v16, one change each) trained at one shared
+CPU-sized shape and budget, 3 seeds each, scored on the whole validation split; then
+settings on v12 and v16: the optimizer (Muon, its momentum warm-up and weight decay), dropout
+and weight averaging. Writes docs/beyond.md (the table)
 and docs/beyond.png (the validation curves).
 
     python -m shakegpt.tools.beyond                     # every row, 3 seeds, 2 runs at a time
@@ -35,7 +36,8 @@ SHAPE = [
     "scheduler=cosine", "scheduler.warmup_steps=50", "scheduler.min_lr_ratio=0.1",
 ]
 ADAMW = ["optimizer=adamw"]  # weight decay on 2-D weights only, as nanoGPT
-# v7 as the lecture's repository has it, the settings v8..v12 keep (their configs say so)
+MUON = ["optimizer=muon"]
+# v7 as the lecture's repository has it, the settings v8..v16 keep (their configs say so)
 REPOSITORY = ["model.attention_scale=head_size", "model.init=normal"]
 # name: (version, its overrides, the one change, the row it is compared with)
 ROWS = {
@@ -45,7 +47,17 @@ ROWS = {
     "v10": ("v10", ADAMW, "QK-norm: RMSNorm on each head's q and k", "v9"),
     "v11": ("v11", ADAMW, "RMSNorm instead of LayerNorm", "v10"),
     "v12": ("v12", ADAMW, "zero-initialised output projections", "v11"),
-    "v12+muon": ("v12", ["optimizer=muon"], "optimizer=muon: Muon on the hidden matrices, AdamW on the rest", "v12"),
+    # The modded-nanogpt speedrun's changes, in its order (v13.py .. v16.py say where each comes from)
+    "v13": ("v13", ADAMW, "ReLU^2 feed-forward instead of SwiGLU", "v12"),
+    "v14": ("v14", ADAMW, "logits soft-capped: 15 tanh(logits / 15)", "v13"),
+    "v15": ("v15", ADAMW, "value residual: the first layer's values mixed into the later layers'", "v14"),
+    "v16": ("v16", ADAMW, "U-net skips: the first half's block outputs into the second half's inputs", "v15"),
+    "v16+dropout": ("v16", [*ADAMW, "model.dropout=0.1"], "model.dropout=0.1 against overfitting the 1 MB corpus", "v16"),
+    "v12+muon": ("v12", MUON, "optimizer=muon: Muon on the hidden matrices, AdamW on the rest", "v12"),
+    "v16+muon": ("v16", MUON, "optimizer=muon on v16", "v16"),
+    "v16+muon-warmup": ("v16", [*MUON, "optimizer.momentum_warmup_steps=300"],
+                        "Muon's momentum rising 0.85 -> 0.95 over the first 300 steps", "v16+muon"),
+    "v16+muon-wd": ("v16", [*MUON, "optimizer.muon_weight_decay=0.05"], "weight decay 0.05 on Muon's matrices", "v16+muon"),
     "v12+ema": ("v12", [*ADAMW, "callbacks=ema"], "callbacks=ema: the checkpoint holds an average of the weights", "v12"),
 }
 
@@ -90,8 +102,9 @@ def page(results: dict[str, list[dict]], seeds: list[int], jobs: int) -> list[st
         "",
         "Loss is the best checkpoint's mean cross-entropy over the whole validation split, every position",
         "scored once (`python -m shakegpt.evaluate`), not the 20-batch estimate the runs log. Each version",
-        "is the one above it plus one change, in the order of the gains they first measured here, largest",
-        "first; the optimizer rows change only the optimizer or the callbacks.",
+        "is the one above it plus one change: v8..v12 in the order of the gains they first measured here,",
+        "largest first, v13..v16 in the modded-nanogpt speedrun's order; the rows named v12+..., v16+...",
+        "change only a setting, the optimizer or the callbacks.",
         "",
         "![validation curves](beyond.png)",
         "",

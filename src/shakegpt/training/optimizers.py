@@ -16,7 +16,13 @@ from typing import Any, Iterable
 import torch
 from hydra.utils import get_class, instantiate
 
-from shakegpt.common.config import check_fraction, check_non_negative, check_positive, check_positive_int
+from shakegpt.common.config import (
+    check_fraction,
+    check_non_negative,
+    check_non_negative_int,
+    check_positive,
+    check_positive_int,
+)
 from shakegpt.common.errors import UserError
 from shakegpt.training.schedules import make_scheduler
 from shakegpt.training.torch_private import muon_newton_schulz, muon_orthogonalises_with
@@ -32,8 +38,12 @@ def check_optimizer_numbers(optimizer) -> None:
         check_positive("optimizer.muon_lr", optimizer.muon_lr)
     if "momentum" in optimizer:
         check_fraction("optimizer.momentum", optimizer.momentum)
+    if "momentum_start" in optimizer:
+        check_fraction("optimizer.momentum_start", optimizer.momentum_start)
     if "ns_steps" in optimizer:
         check_positive_int("optimizer.ns_steps", optimizer.ns_steps)
+    if "momentum_warmup_steps" in optimizer:
+        check_non_negative_int("optimizer.momentum_warmup_steps", optimizer.momentum_warmup_steps)
     betas = optimizer.get("betas")
     if betas is not None:
         if isinstance(betas, str) or not hasattr(betas, "__len__") or len(betas) != 2:
@@ -131,6 +141,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
         nesterov: bool = True,
         ns_steps: int = 5,
         adjust_lr_fn: str | None = None,
+        momentum_warmup_steps: int = 0,
+        momentum_start: float = 0.85,
         **adamw: Any,
     ):
         if "betas" in adamw:
@@ -145,6 +157,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
             adjust_lr_fn=adjust_lr_fn,
         )
         self.adamw = torch.optim.AdamW(params, lr=lr, **adamw)
+        self.momentum, self.momentum_start, self.momentum_warmup_steps = momentum, momentum_start, momentum_warmup_steps
+        self.steps = 0  # updates taken, for the momentum warm-up; checkpointed with the state
         # Registers the inner optimizers' own group dicts (no copies), and the step hooks
         # Lightning and the LR schedulers rely on.
         super().__init__(self.muon.param_groups + self.adamw.param_groups, defaults={})
@@ -165,21 +179,31 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.momentum_warmup_steps:
+            for group in self.muon.param_groups:
+                group["momentum"] = self.warmed_up_momentum()
         with muon_orthogonalises_with(_newton_schulz):
             self.muon.step()
         self.adamw.step()
+        self.steps += 1
         return loss
+
+    def warmed_up_momentum(self) -> float:
+        """Muon's momentum at this step: momentum_start rising linearly to momentum."""
+        done = min(self.steps / self.momentum_warmup_steps, 1.0)
+        return self.momentum_start + done * (self.momentum - self.momentum_start)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.muon.zero_grad(set_to_none=set_to_none)
         self.adamw.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.muon.load_state_dict(state_dict["muon"])
         self.adamw.load_state_dict(state_dict["adamw"])
+        self.steps = state_dict.get("steps", 0)  # absent from checkpoints written before the warm-up
         # Loading replaces the inner group dicts: point at the new ones (the schedule reads
         # optimizer.param_groups afresh at every step).
         self.param_groups = self.muon.param_groups + self.adamw.param_groups
