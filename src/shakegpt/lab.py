@@ -76,7 +76,7 @@ class Run(runs.Run):
         return path
 
     def model(self, checkpoint: str = "best", device: str = "auto"):
-        """The model of a checkpoint of this run (a LightningModule in eval mode) on device, as sample.py loads it."""
+        """The model of a checkpoint of this run (a plain torch module in eval mode) on device, as sample.py loads it."""
         from shakegpt.bookkeeping.checkpoints import load_model
         from shakegpt.sampling.generate import pick_device
 
