@@ -106,16 +106,18 @@ def model_settings(checkpoint: dict, path: Path) -> tuple[type[LanguageModel], d
         settings[name] = value
     if checkpoint["shakegpt"].get("format", 1) == 1 and "attention_scale" in accepted:
         settings.setdefault("attention_scale", "head_size")  # files from before the setting scaled by head size
-    missing = [name for name, (_, required) in accepted.items() if required and name not in settings]
+    required = [name for name, (_, default) in accepted.items() if default is inspect.Parameter.empty]
+    missing = [name for name in required if name not in settings]
     if missing:
         raise UserError(f"{path} lacks the setting(s) {', '.join(missing)} that {version_name(cls)} needs")
     return cls, settings
 
 
-def constructor_settings(cls: type) -> dict[str, tuple[object, bool]]:
-    """name -> (type hint, required) of every keyword cls's constructor chain names, from the
-    class up to LanguageModel (a version that only passes *args, **kwargs on adds none)."""
-    found: dict[str, tuple[object, bool]] = {}
+def constructor_settings(cls: type) -> dict[str, tuple[object, object]]:
+    """name -> (type hint, default, inspect.Parameter.empty when required) of every keyword
+    cls's constructor chain names, from the class up to LanguageModel (a version that only
+    passes *args, **kwargs on adds none)."""
+    found: dict[str, tuple[object, object]] = {}
     for klass in cls.__mro__:
         if not issubclass(klass, LanguageModel):
             break
@@ -125,7 +127,7 @@ def constructor_settings(cls: type) -> dict[str, tuple[object, bool]]:
         hints = typing.get_type_hints(init)
         for name, parameter in inspect.signature(init).parameters.items():
             if name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
-                found.setdefault(name, (hints.get(name), parameter.default is parameter.empty))
+                found.setdefault(name, (hints.get(name), parameter.default))
     return found
 
 

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
+from shakegpt.bookkeeping.checkpoints import constructor_settings
 from shakegpt.common.errors import UserError
 from shakegpt.data import EVAL_SPLITS
 from shakegpt.models.base import LanguageModel
@@ -132,14 +133,9 @@ def instantiate_trainable(model_config, **settings) -> TrainingSteps:
 
 
 def every_setting(cls: type, given: dict) -> dict:
-    """The given settings over the defaults of every keyword cls's constructors name."""
-    settings = {}
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None or not (klass is TrainingSteps or issubclass(klass, LanguageModel)):
-            continue
-        for name, parameter in inspect.signature(init).parameters.items():
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) and name != "self":
-                if parameter.default is not parameter.empty:
-                    settings.setdefault(name, parameter.default)
-    return settings | given
+    """The given settings over the defaults of every keyword the version's constructors and
+    TrainingSteps' name."""
+    training = inspect.signature(TrainingSteps.__init__).parameters.values()
+    defaults = {name: default for name, (_, default) in constructor_settings(cls).items()}
+    defaults |= {parameter.name: parameter.default for parameter in training if parameter.name != "self"}
+    return {name: value for name, value in defaults.items() if value is not inspect.Parameter.empty} | given
