@@ -38,14 +38,35 @@ def test_the_sprint_evaluates_once_at_its_end_without_a_sample_or_attention_imag
 
 
 @pytest.mark.slow
-def test_each_run_adds_one_row_with_its_command_and_whole_split_loss(tmp_path):
+def test_a_call_adds_one_row_with_its_commands_and_whole_split_losses(tmp_path):
     out = tmp_path / "speedrun.md"
-    for change in ("first", "second | with a bar"):
-        speedrun.main(["--change", change, "--runs", str(tmp_path / "runs"), "--out", str(out), *TINY, *SMALL])
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| 20")]
-    assert len(rows) == 2
-    run_dirs = sorted((tmp_path / "runs").iterdir())
-    loss, _, _ = score_checkpoint(run_dirs[0] / "checkpoints" / "last.ckpt")
-    assert f"| {loss:.4f} |" in rows[0] and "`python train.py experiment=cpu_speedrun trainer.max_steps=20" in rows[0]
-    assert rows[0].endswith("| yes | first |") and rows[1].endswith("| second / with a bar |")
-    assert "| not reached |" in rows[0]  # 20 tiny steps stay far above 1.88
+    speedrun.main(["--change", "two seeds | with a bar", "--seeds", "5", "6", "--runs", str(tmp_path / "runs"),
+                   "--out", str(out), *TINY, *SMALL])
+    (row,) = [line for line in out.read_text().splitlines() if line.startswith("| 20")]
+    run_dirs = sorted((tmp_path / "runs").iterdir(), key=lambda path: path.name[-1])
+    losses = [score_checkpoint(run_dir / "checkpoints" / "last.ckpt")[0] for run_dir in run_dirs]
+    assert losses[0] != losses[1]  # two seeds, two runs
+    assert f"| {(losses[0] + losses[1]) / 2:.4f} ({losses[0]:.4f}, {losses[1]:.4f}) |" in row  # the median of two
+    assert all(f"`python train.py experiment=cpu_speedrun trainer.max_steps=20" in part for part in row.split(";")[:2])
+    assert all(f"seed={seed} hydra.run.dir=" in row for seed in (5, 6))
+    assert row.endswith("| not reached | yes | two seeds / with a bar |")  # 20 tiny steps stay far above 1.88
+
+
+def test_a_seed_override_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        speedrun.main(["--change", "x", "--runs", str(tmp_path), "seed=3"])
+    assert stopped.value.code != 0 and "--seeds" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_row_names_the_median_run_and_every_figure():
+    def result(seconds, reached):
+        return {"command": f"python train.py seed={seconds}", "total": seconds, "reached": reached}
+    runs = [(result(590, (500, 1.80, 90.0)), 1.4950), (result(601, (500, 1.70, 80.0)), 1.4700),
+            (result(580, None), 1.4800)]
+    row = speedrun.record_row(runs, "x")
+    assert "| 1.4800 (1.4950, 1.4700, 1.4800) |" in row and "| 590 (590, 601, 580) s |" in row
+    assert "| not reached |" in row  # the median run's own estimate
+    assert "| **no** |" in row  # one run of three went past ten minutes
+    one = speedrun.record_row(runs[:1], "x")
+    assert "| 1.4950 | 2.157 | 590 s | val 1.8000 at step 500, 90.0 s | yes | x |" in one
